@@ -1,0 +1,136 @@
+"""Application configuration: nested dataclasses, defaults in assets/default.yaml, YAML overrides.
+
+Each section belongs to one stage; a stage reads only its own section. Unknown keys are errors
+so that typos in a user's YAML are reported instead of silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core import ASSETS_DIR
+from core.errors import UserError
+
+
+@dataclass
+class DetectorConfig:
+    name: str = "blazepose"  # blazepose | hog
+    score_threshold: float = 0.5
+    nms_iou: float = 0.3
+    max_persons: int = 10
+    tiling: bool = True  # full frame + overlapping tiles, batched in one forward pass
+    tile_size: int = 640
+    tile_overlap: float = 0.4
+    interval: int = 8  # run the detector every N frames; track ROIs from keypoints in between
+
+
+@dataclass
+class SPPEConfig:
+    model: str = "blazepose"  # blazepose | hourglass | resnet
+    weights: str | None = None  # checkpoint for trained SPPEs
+    decode: str = "regression"  # regression | dark | quarter | argmax
+    dark_kernel: int = 11
+    keypoint_layout: str = "coco17"  # output layout: coco17 | blazepose33
+    min_pose_score: float = 0.5  # drop crops whose pose-presence score is below this
+
+
+@dataclass
+class PoseNMSConfig:
+    enabled: bool = True
+    preset: str = "paper"  # paper | alphapose
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    distance: str = "oks_iou"  # oks_iou | oks | iou | l2
+    max_age_s: float = 1.0  # a lost track is kept this long before removal
+    min_hits: int = 2  # detections before a tentative track is confirmed
+
+
+@dataclass
+class SmoothingConfig:
+    enabled: bool = True
+    method: str = "one_euro"  # one_euro | kalman
+    min_cutoff: float = 0.05
+    beta: float = 80.0
+    d_cutoff: float = 1.0
+
+
+@dataclass
+class RenderConfig:
+    keypoint_threshold: float = 0.3
+    draw_boxes: bool = False
+    draw_scores: bool = False
+    draw_ids: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    backend: str = "auto"  # auto | eager | channels_last | jit
+    threads: int = 0  # torch intra-op threads; 0 = torch default
+    half: bool = True  # fp16 on CUDA where accuracy holds
+
+
+@dataclass
+class PipelineConfig:
+    mode: str = "auto"  # auto | file | live
+    queue_size: int = 4
+
+
+@dataclass
+class Config:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    sppe: SPPEConfig = field(default_factory=SPPEConfig)
+    pose_nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "Config":
+        """Defaults from assets/default.yaml, then ``path``, then ``overrides`` (nested dicts)."""
+        cfg = cls()
+        cfg.update(_read_yaml(ASSETS_DIR / "default.yaml"))
+        if path is not None:
+            cfg.update(_read_yaml(Path(path)))
+        if overrides:
+            cfg.update(overrides)
+        return cfg
+
+    def update(self, data: dict[str, Any]) -> "Config":
+        for section, values in (data or {}).items():
+            if not hasattr(self, section):
+                raise UserError(f"config: unknown section {section!r}")
+            target = getattr(self, section)
+            if not isinstance(values, dict):
+                raise UserError(f"config: section {section!r} must be a mapping")
+            names = {f.name for f in dataclasses.fields(target)}
+            for key, value in values.items():
+                if key not in names:
+                    raise UserError(f"config: unknown key {section}.{key}")
+                setattr(target, key, value)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections")
+    return data

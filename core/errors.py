@@ -1,0 +1,22 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad input, missing models, bad config).
+
+    The message is printed as a single line without a traceback; ``exit_code`` is returned.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ModelsNotInstalled(UserError):
+    """Raised when fetched models or the demo video are missing from the cache."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} is not installed; run: python main.py models install")

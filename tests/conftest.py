@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests that need fetched assets skip only when they are not installed;
+`make test` installs them first, so CI always runs them."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _installed(name: str) -> bool:
+    from core.assets import is_installed
+
+    return is_installed(name)
+
+
+@pytest.fixture(scope="session")
+def demo_video():
+    """Path of the fetched demo video (Sports2D demo.mp4)."""
+    if not _installed("demo_video"):
+        pytest.skip("demo video not installed (python main.py models install)")
+    from core.assets import artefact_path
+
+    return artefact_path("demo_video")
+
+
+@pytest.fixture(scope="session")
+def blazepose_models():
+    """Paths of the fetched BlazePose TFLite files, keyed by manifest name."""
+    names = ("pose_detection", "pose_landmark_full")
+    if not all(_installed(n) for n in names):
+        pytest.skip("BlazePose models not installed (python main.py models install)")
+    from core.assets import artefact_path
+
+    return {n: artefact_path(n) for n in names}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
