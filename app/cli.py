@@ -1,0 +1,105 @@
+"""`python main.py` / `python main.py gui`: open the desktop app.
+
+Nothing here imports Qt at module level: the PySide6 version is checked first, because 6.12.0
+aborts the interpreter.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from core.errors import UserError
+
+log = logging.getLogger("rmpe.app")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--video", metavar="PATH", help="video file to open ('demo' for the demo video)")
+    src.add_argument("--camera", metavar="INDEX", type=int, help="camera index to open")
+    src.add_argument("--images", metavar="DIR", help="image folder or glob to open")
+    src.add_argument("--url", metavar="URL", help="RTSP/HTTP stream to open")
+    parser.add_argument("--config", metavar="YAML", help="config overrides (same sections as assets/default.yaml)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device (default: settings, else auto)")
+    parser.add_argument("--pause-after", metavar="N", type=int,
+                        help="pause once N frames have been shown (for screenshots and demos)")
+    parser.add_argument("--reset-settings", action="store_true", help="ignore the saved settings for this run")
+
+
+def initial_source(args: argparse.Namespace):
+    """(SourceSpec or None, note for the message bar). No source flag: camera, else the demo video."""
+    from app.sources_dialog import SourceSpec, list_cameras
+    from core.assets import artefact_path
+
+    if args.video == "demo":
+        return SourceSpec("file", str(artefact_path("demo_video"))), ""
+    if args.video:
+        return SourceSpec("file", args.video), ""
+    if args.camera is not None:
+        return SourceSpec("camera", args.camera), ""
+    if args.images:
+        return SourceSpec("images", args.images), ""
+    if args.url:
+        return SourceSpec("url", args.url), ""
+    cameras = list_cameras()
+    if cameras:
+        index = 0 if 0 in cameras else cameras[0]
+        return SourceSpec("camera", index), ""
+    try:
+        demo = artefact_path("demo_video")
+    except UserError as exc:
+        return None, f"No camera found, and {exc}"
+    return SourceSpec("file", str(demo)), "No camera found — playing the demo video instead."
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.version_check import check_pyside
+
+    version = check_pyside()  # before any Qt import
+    from PySide6 import QtWidgets
+
+    from app.main_window import MainWindow
+    from app.settings import Settings
+    from app.style import apply_style
+    from core.config import Config
+
+    config = Config.load(args.config)
+    settings = Settings()
+    if not args.reset_settings:
+        settings.load()
+        settings.apply_to(config)
+    if args.device:
+        config.runtime.device = args.device
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if config.runtime.device == "cuda" and not cuda:
+        raise UserError("--device cuda: CUDA is not available on this machine")
+    log.info("PySide6 %s, CUDA %s", version, "available" if cuda else "not available")
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("RMPE-Live")
+    apply_style(app)
+    window = MainWindow(config, settings, cuda_available=cuda, pause_after=args.pause_after)
+    _route_exceptions_to(window)
+    window.show()
+    spec, note = initial_source(args)
+    if spec is not None:
+        window.open_source(spec, note)
+    elif note:
+        window.message.show_message(note, "error")
+    return int(app.exec())
+
+
+def _route_exceptions_to(window) -> None:
+    """An exception escaping a slot is logged and shown in the window instead of ending the app."""
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            window.close()
+            return
+        log.error("unexpected error", exc_info=(exc_type, exc, tb))
+        text = str(exc) if isinstance(exc, UserError) else f"{exc_type.__name__}: {exc}"
+        window.message.show_message(text, "error")
+
+    sys.excepthook = hook

@@ -1,0 +1,318 @@
+"""One running pipeline at a time, seen from the GUI thread.
+
+Opening a source (loading models, probing a camera) runs on a helper thread so the event loop
+never blocks. Results arrive on the pipeline's sinks thread; there they go to the recorder and the
+FPS meter, then into a one-slot mailbox: the GUI is told with a queued signal only when the slot
+was empty, so a slow GUI shows the newest frame and never builds a backlog (frames it skips are
+counted, not queued). Frames are never copied here: the view shows the pipeline's own arrays.
+
+The pose estimator (the loaded models) outlives pipelines: a new source, a loop back to the start
+or a restart after a model-level change reuses it unless the change selects other models.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from PySide6 import QtCore
+
+from app.sources_dialog import SourceSpec
+from core.config import Config
+from core.errors import UserError
+
+log = logging.getLogger("rmpe.app")
+
+JOIN_TIMEOUT_S = 5.0
+OPEN_JOIN_TIMEOUT_S = 120.0  # loading models cannot be interrupted; a late pipeline stops itself
+PLOTTED_STAGES = ("decode", "infer", "post")  # top-level stage timings carried by every result
+# Changes the running pipeline cannot apply: they select other models or another device. The
+# session restarts the pipeline at the current frame with a new estimator.
+ESTIMATOR_KEYS = {("detector", "name"), ("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"),
+                  ("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"), ("runtime", "half")}
+RESTART_SECTIONS = {"runtime", "pipeline"}
+
+
+@dataclass
+class SessionInfo:
+    spec: SourceSpec
+    frame_count: int | None  # None for live sources and unknown lengths
+    fps: float
+    width: int
+    height: int
+    live: bool
+    device: str
+    backend: str
+    reopenable: bool = True  # False for a source object handed in: it cannot be opened again
+
+
+def _estimator_key(config: Config) -> tuple:
+    return tuple(getattr(getattr(config, s), k) for s, k in sorted(ESTIMATOR_KEYS))
+
+
+class PipelineSession(QtCore.QObject):
+    opened = QtCore.Signal(object)  # SessionInfo
+    failed = QtCore.Signal(str)  # one line for the message bar
+    ended = QtCore.Signal(str)  # "" at the end of a file, else the error line
+    frame_ready = QtCore.Signal()
+    _built = QtCore.Signal(int, object, object)  # worker thread -> GUI thread
+
+    def __init__(self, config: Config, estimator_factory=None, parent: QtCore.QObject | None = None):
+        """``estimator_factory(config)`` builds the pose estimator (default: core PoseEstimator)."""
+        super().__init__(parent)
+        self.config = config  # the GUI's copy; each pipeline works on its own
+        self.estimator_factory = estimator_factory
+        self.loop = False
+        self.recorder = None  # app.recorder.Recorder, set by the window
+        self.meter = None  # app.perf_panel.FrameMeter, set by the window
+        self.pipeline = None
+        self.info: SessionInfo | None = None
+        self.last_index = 0  # index of the newest result, for restarts at the same place
+        self.results = 0  # results seen on the pipeline side (current source)
+        self.skipped = 0  # results replaced in the mailbox before the GUI took them
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._latest = None
+        self._pending = False
+        self._threads: list[threading.Thread] = []
+        self._running: set = set()  # started and not yet stopped, whoever started them
+        self._estimator = None
+        self._estimator_key: tuple | None = None
+        self._closing = False
+        self._built.connect(self._accept)
+
+    # -- lifecycle (GUI thread) --------------------------------------------------------------------
+    def open(self, spec: SourceSpec, start_at: int = 0, source=None) -> None:
+        """Stop what runs and open ``spec`` in the background; ``opened`` or ``failed`` follows.
+
+        ``source``: an already open core.io Source to use instead of opening ``spec`` (embedding,
+        tests); it is closed with its pipeline.
+        """
+        if self._closing:
+            return
+        self._generation += 1
+        self.pipeline, self.info = None, None
+        with self._lock:
+            self._latest, self._pending = None, False
+            self.results = self.skipped = 0
+        self.last_index = start_at
+        self._spawn(self._open_worker, self._generation, spec, int(start_at), source, name="rmpe-app-open")
+
+    def restart(self) -> None:
+        """Reopen the current source where it is (after a change a running pipeline cannot take)."""
+        info = self.info
+        if info is not None and info.reopenable:
+            self.open(info.spec, self.last_index + 1 if info.spec.seekable else 0)
+
+    def close(self) -> None:
+        """Stop every pipeline and wait for every thread this session started."""
+        self._closing = True
+        self._generation += 1
+        self.pipeline = None
+        for t in list(self._threads):
+            if t.name == "rmpe-app-open":
+                t.join(OPEN_JOIN_TIMEOUT_S)
+        self._stop_all()
+        for t in list(self._threads):
+            t.join(JOIN_TIMEOUT_S)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if self._threads:
+            log.warning("threads still running after close: %s", [t.name for t in self._threads])
+
+    def take_latest(self):
+        """The newest result not yet shown, or None (GUI thread)."""
+        with self._lock:
+            result, self._latest, self._pending = self._latest, None, False
+        if result is not None:
+            self.last_index = int(result.index)
+        return result
+
+    # -- controls -----------------------------------------------------------------------------------
+    def update_config(self, section: str, values: dict) -> bool:
+        """Apply a control change; True when it needed a pipeline restart."""
+        self.config.update({section: values})  # validates names first: UserError on a bad key
+        needs_restart = section in RESTART_SECTIONS or any((section, k) in ESTIMATOR_KEYS for k in values)
+        pipeline = self.pipeline
+        if pipeline is None:
+            return False
+        if needs_restart:
+            self.restart()
+            return True
+        pipeline.update_config(section, **values)
+        return False
+
+    def pause(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.pause()
+
+    def resume(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.resume()
+
+    def step(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.step()
+
+    def seek(self, index: int) -> None:
+        if self.pipeline is not None and self.pipeline.source.seekable:
+            self.pipeline.seek(int(index))
+
+    def stats(self) -> dict:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return {}
+        try:
+            return pipeline.stats()
+        except Exception as exc:  # noqa: BLE001 - a stats hiccup must not take the window down
+            log.debug("stats failed: %s", exc)
+            return {}
+
+    # -- threads -------------------------------------------------------------------------------------
+    def _spawn(self, target, *args, name: str) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _open_worker(self, gen: int, spec: SourceSpec, start_at: int, source=None) -> None:
+        handed_in = source is not None
+        self._stop_all()
+        if gen != self._generation:
+            if source is not None:
+                source.close()
+            return
+        try:
+            source = source if source is not None else _open(spec)
+            pipeline = self._make_pipeline(source, gen)
+        except Exception as exc:  # noqa: BLE001 - shown in the window, never a crash
+            if source is not None:
+                source.close()
+            if not isinstance(exc, UserError):
+                log.exception("opening %s failed", spec.label())
+            self.failed.emit(_message(exc, spec))
+            return
+        info = SessionInfo(spec=spec, frame_count=source.num_frames if source.seekable else None,
+                           fps=float(source.fps), width=int(source.width), height=int(source.height),
+                           live=bool(source.live), device=str(pipeline.estimator.device),
+                           backend=str(pipeline.estimator.backend), reopenable=not handed_in)
+        with self._lock:
+            # registered before it starts, so close() always finds it
+            if gen != self._generation or self._closing:
+                source.close()
+                return
+            self._running.add(pipeline)
+        try:
+            if start_at and source.seekable and (source.num_frames is None or start_at < source.num_frames):
+                pipeline.seek(start_at)
+            pipeline.start()
+        except Exception as exc:  # noqa: BLE001
+            self._stop(pipeline)
+            self.failed.emit(_message(exc, spec))
+            return
+        self._built.emit(gen, pipeline, info)
+
+    def _make_pipeline(self, source, gen: int):
+        from core.estimator import PoseEstimator
+        from core.pipeline import Pipeline
+
+        key = _estimator_key(self.config)
+        if self._estimator is not None and self._estimator_key == key:
+            estimator = self._estimator
+            config = estimator.config  # the estimator reads its live settings from this object
+            config.update(copy.deepcopy(self.config.to_dict()))  # no pipeline runs now: safe to write
+            estimator.reset()
+        else:
+            self._estimator = None  # let the old models go before loading new ones
+            config = copy.deepcopy(self.config)
+            if self.estimator_factory is not None:
+                estimator = self.estimator_factory(config)
+            else:
+                estimator = PoseEstimator(config, config.runtime.device)
+            self._estimator, self._estimator_key = estimator, key
+        return Pipeline(source, config, on_result=lambda r: self._on_result(gen, r), profile=True,
+                        estimator=estimator)
+
+    @QtCore.Slot(int, object, object)
+    def _accept(self, gen: int, pipeline, info: SessionInfo) -> None:
+        """GUI thread: adopt a freshly started pipeline unless another source was chosen since."""
+        if gen != self._generation or self._closing:
+            self._spawn(self._stop, pipeline, name="rmpe-app-stop")
+            return
+        self.pipeline, self.info = pipeline, info
+        self.opened.emit(info)
+        self._spawn(self._watch, gen, pipeline, name="rmpe-app-watch")
+
+    def _watch(self, gen: int, pipeline) -> None:
+        """Wait for the pipeline to finish; report its end or its error line."""
+        try:
+            pipeline.wait()
+            message = ""
+        except UserError as exc:
+            message = str(exc)
+        except Exception as exc:  # noqa: BLE001
+            message = f"{type(exc).__name__}: {exc}"
+        finally:
+            pipeline.source.close()  # wait() returned: every stage thread has ended
+            with self._lock:
+                self._running.discard(pipeline)
+        if gen == self._generation and not self._closing:
+            self.ended.emit(message)
+
+    def _stop(self, pipeline) -> None:
+        try:
+            pipeline.stop()
+            if pipeline.join(JOIN_TIMEOUT_S):
+                pipeline.source.close()  # only once its decoder thread is gone
+            else:
+                log.warning("pipeline threads still running %.0f s after stop", JOIN_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - stopping must always finish
+            log.warning("stopping the pipeline: %s", exc)
+        with self._lock:
+            self._running.discard(pipeline)
+
+    def _stop_all(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for pipeline in running:
+            self._stop(pipeline)
+
+    def _on_result(self, gen: int, result) -> None:
+        """Pipeline sinks thread: record, meter, then offer to the GUI without blocking."""
+        if gen != self._generation:
+            return
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.write(result)
+        meter = self.meter
+        if meter is not None:
+            stages = {k: v for k, v in result.timings.items() if k in PLOTTED_STAGES}
+            meter.add(stages, (time.perf_counter() - result.captured_at) * 1000.0)
+        with self._lock:
+            self.results += 1
+            if self._pending:
+                self.skipped += 1
+            notify = not self._pending
+            self._latest, self._pending = result, True
+        if notify:
+            self.frame_ready.emit()
+
+
+def _open(spec: SourceSpec):
+    from core.io import open_source
+
+    if spec.kind == "file":
+        return open_source(video=str(spec.value))
+    if spec.kind == "camera":
+        return open_source(camera=int(spec.value))
+    if spec.kind == "images":
+        return open_source(images=str(spec.value))
+    return open_source(url=str(spec.value))
+
+
+def _message(exc: BaseException, spec: SourceSpec) -> str:
+    if isinstance(exc, UserError):
+        return str(exc)
+    return f"could not open {spec.label()}: {type(exc).__name__}: {exc}"
+

@@ -1,0 +1,81 @@
+"""Rendered H.264 MP4 through PyAV (libx264, yuv420p).
+
+OpenCV's ``VideoWriter`` cannot write H.264 in the headless wheels, so frames go to FFmpeg's
+libx264 through PyAV. The output keeps the input's frame size and frame rate:
+
+- file sources: constant frame rate, one output frame per processed frame (pts = frame count);
+- live sources: frames carry their capture times (millisecond time base), so a run that dropped
+  stale frames still plays back at real speed.
+
+Even dimensions: yuv420p subsamples chroma 2×2, so libx264 needs an even width and height. An odd
+dimension is padded by one pixel (edge replicated, at the right or bottom) rather than cropped, so no
+image content is lost; the output is then one pixel wider or taller than the input.
+
+The file is finalised (encoder flushed, index written) by ``close``, which the pipeline calls on a
+normal end, on a stage failure and on Ctrl-C, so the MP4 is always playable up to the last frame
+written.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from core.io.writers import Sink, SourceInfo, check_output_path
+
+
+class VideoWriter(Sink):
+    """Writes each result's rendered frame (or the raw frame when the pipeline does not render)."""
+
+    def __init__(self, path: str | os.PathLike, preset: str = "veryfast", crf: int = 20):
+        self.path = check_output_path(path, "video")
+        self.preset, self.crf = preset, int(crf)
+        self._container = None
+        self.frames_written = 0
+
+    def open(self, info: SourceInfo, config) -> None:
+        self._config = config
+        self._live = info.live
+        self._pad = (info.height % 2, info.width % 2)
+        self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(30)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width = info.width + self._pad[1]
+        stream.height = info.height + self._pad[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": self.preset, "crf": str(self.crf)}
+        self._time_base = Fraction(1, 1000) if self._live else 1 / rate
+        stream.codec_context.time_base = self._time_base
+        self._stream = stream
+        self._last_pts = -1
+        self._t0 = None
+
+    def write(self, result) -> None:
+        image = result.rendered if getattr(result, "rendered", None) is not None else result.frame
+        if self._pad != (0, 0):
+            image = np.pad(image, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self._live:
+            if self._t0 is None:
+                self._t0 = result.timestamp
+            pts = max(int(round((result.timestamp - self._t0) * 1000)), self._last_pts + 1)
+        else:
+            pts = self.frames_written
+        frame.pts, frame.time_base = pts, self._time_base
+        self._last_pts = pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            for packet in self._stream.encode():  # flush frames still in the encoder
+                container.mux(packet)
+        finally:
+            container.close()
+

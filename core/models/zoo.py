@@ -1,0 +1,192 @@
+"""The embedded BlazePose models (detector, full landmark model) as ready-to-run torch modules.
+
+``load_detector_model(device)`` and ``load_landmark_model(device)`` load the fetched TFLite files
+through :class:`~core.models.tflite_graph.TFLiteGraph` (decoded weights cached as safetensors),
+pick an execution backend and keep one instance per (model, device, backend, precision) for the
+process.
+
+Backends (``RuntimeConfig.backend``):
+- ``eager``: the graph executor as is;
+- ``channels_last``: the same with weights in channels-last memory (the NHWC input already is);
+- ``jit``: ``torch.jit.trace`` + ``torch.jit.freeze`` of the executor (weights become constants,
+  the per-op Python dispatch disappears).
+``auto`` = ``jit`` on every device: bench/bench_models.py measures it fastest on CPU at batch 1,
+3 and 8 for both models (see that script's table; on 2 cores, landmark roughly 3-4x faster than
+eager, detector ~1.5x).
+
+On CUDA with ``RuntimeConfig.half`` the models run in float16 (channels-last) only if a probe
+shows the drift from float32 stays within ``HALF_REL_TOLERANCE`` of each checked output's range;
+otherwise they stay float32 and the measured drift is logged.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.assets import artefact_path
+from core.config import RuntimeConfig
+from core.errors import UserError
+from core.models.tflite_graph import TFLiteGraph
+
+log = logging.getLogger("rmpe.models")
+
+BACKENDS = ("eager", "channels_last", "jit")
+AUTO_BACKEND = "jit"
+BACKEND_WORDS = {"eager": "eager", "channels_last": "eager, channels-last weights",
+                 "jit": "torch.jit trace+freeze"}
+# fp16 is accepted on CUDA when max |fp16 - fp32| <= this fraction of max |fp32| for every
+# checked output on the probe (seeded noise in the input range: harsher than real images).
+HALF_REL_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    artefact: str  # name in assets/manifest.yaml
+    input_size: tuple[int, int]  # (h, w) of the NHWC input
+    input_range: tuple[float, float]
+    tuple_outputs: tuple[str, ...] | None  # return these outputs as a tuple (else the dict)
+    half_checked: tuple[str, ...]  # outputs whose fp16 drift decides whether fp16 is used
+
+
+DETECTOR = ModelSpec("pose_detection", (224, 224), (-1.0, 1.0), ("Identity", "Identity_1"),
+                     ("Identity", "Identity_1"))
+# Identity_2 (segmentation logits) is not used by the pipeline and drifts far more in fp16 than
+# the keypoint outputs, so it does not veto fp16.
+LANDMARK = ModelSpec("pose_landmark_full", (256, 256), (0.0, 1.0), None,
+                     ("Identity", "Identity_1", "Identity_3", "Identity_4"))
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto``/None -> cuda when available, else cpu."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but torch sees no CUDA GPU; use --device cpu")
+    return dev
+
+
+def resolve_backend(backend: str) -> str:
+    if backend == "auto":
+        return AUTO_BACKEND
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def runtime_description(device: str | torch.device | None = "auto",
+                        runtime: RuntimeConfig | None = None, half: bool | None = None) -> str:
+    """One line for logs: device, threads, backend, precision."""
+    runtime = runtime or RuntimeConfig()
+    dev = resolve_device(device if device is not None else runtime.device)
+    backend = resolve_backend(runtime.backend)
+    if half is None:
+        half = dev.type == "cuda" and runtime.half
+    where = (f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
+             else f"cpu ({torch.get_num_threads()} threads)")
+    return f"{where}, {backend} ({BACKEND_WORDS[backend]}), {'float16' if half else 'float32'}"
+
+
+class LoadedModel(nn.Module):
+    """Checks the NHWC input, moves it to the model's device and dtype, runs the core module
+    without autograd and returns float32 outputs (a tuple or the dict, per the spec)."""
+
+    def __init__(self, core: nn.Module, spec: ModelSpec, device: torch.device, backend: str,
+                 half: bool):
+        super().__init__()
+        self.core, self.spec, self.device, self.backend, self.is_half = core, spec, device, backend, half
+        self.dtype = torch.float16 if half else torch.float32
+        self.input_size = spec.input_size
+        self.description = runtime_description(device, RuntimeConfig(backend=backend), half)
+
+    def forward(self, x: torch.Tensor):
+        h, w = self.spec.input_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, 3):
+            raise ValueError(f"{self.spec.artefact} expects NHWC [N, {h}, {w}, 3], "
+                             f"got {tuple(x.shape)}")
+        with torch.no_grad():
+            out = self.core(x.to(self.device, self.dtype, non_blocking=True))
+        out = {k: v.float() for k, v in out.items()}
+        if self.spec.tuple_outputs is not None:
+            return tuple(out[name] for name in self.spec.tuple_outputs)
+        return out
+
+
+def probe_input(spec: ModelSpec, batch: int = 2, device="cpu") -> torch.Tensor:
+    """Seeded uniform noise over the model's input range."""
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = spec.input_range
+    x = torch.rand((batch, *spec.input_size, 3), generator=gen) * (hi - lo) + lo
+    return x.to(device)
+
+
+def half_drift(core32: nn.Module, core16: nn.Module, spec: ModelSpec,
+               device: torch.device) -> dict[str, float]:
+    """max |fp16 - fp32| / max |fp32| per checked output on the probe (inf if not finite)."""
+    x = probe_input(spec, device=device)
+    with torch.no_grad():
+        ref, low = core32(x), core16(x.half())
+    drift = {}
+    for name in spec.half_checked:
+        a, b = ref[name].float(), low[name].float()
+        err = (b - a).abs().max().item() if torch.isfinite(b).all() else float("inf")
+        drift[name] = err / max(a.abs().max().item(), 1e-6)
+    return drift
+
+
+def _build_core(spec: ModelSpec, device: torch.device, backend: str, half: bool) -> nn.Module:
+    graph = TFLiteGraph.from_file(artefact_path(spec.artefact)).eval().to(device)
+    if half:
+        graph = graph.half()
+    if backend == "channels_last" or (backend == "jit" and device.type == "cuda"):
+        graph = graph.to(memory_format=torch.channels_last)
+    if backend != "jit":
+        return graph
+    example = probe_input(spec, batch=1, device=device).to(torch.float16 if half else torch.float32)
+    with torch.no_grad():
+        traced = torch.jit.trace(graph, example, strict=False, check_trace=False)
+        return torch.jit.freeze(traced.eval())
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _load(spec: ModelSpec, device: torch.device, backend: str, half: bool) -> LoadedModel:
+    if half:
+        core16 = _build_core(spec, device, backend, True)
+        drift = half_drift(_build_core(spec, device, "eager", False), core16, spec, device)
+        worst = max(drift.values())
+        if worst <= HALF_REL_TOLERANCE:
+            log.info("%s: float16 on %s (probe drift %.2e of range)", spec.artefact, device, worst)
+            return LoadedModel(core16, spec, device, backend, True)
+        log.warning("%s: float16 drift %.2e exceeds %.1e; running float32", spec.artefact,
+                    worst, HALF_REL_TOLERANCE)
+    return LoadedModel(_build_core(spec, device, backend, False), spec, device, backend, False)
+
+
+def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
+    runtime = runtime or RuntimeConfig()
+    dev = resolve_device(device if device is not None else runtime.device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    backend = resolve_backend(runtime.backend)
+    with _lock:  # one build per key even when several threads ask at once
+        model = _load(spec, dev, backend, bool(runtime.half and dev.type == "cuda"))
+    return model
+
+
+def load_detector_model(device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
+    """NHWC float [N,224,224,3] in [-1,1] -> (boxes [N,2254,12], logits [N,2254,1])."""
+    return load_model(DETECTOR, device, runtime)
+
+
+def load_landmark_model(device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
+    """NHWC float [N,256,256,3] in [0,1] -> {"Identity" [N,195], "Identity_1" [N,1],
+    "Identity_2" [N,256,256,1], "Identity_3" [N,64,64,39], "Identity_4" [N,117]}."""
+    return load_model(LANDMARK, device, runtime)

@@ -1,0 +1,567 @@
+"""The threaded pipeline: decode → infer → post → sinks, one thread per stage.
+
+    source ──decode──▶ [q] ──infer──▶ [q] ──post──▶ [q] ──sinks──▶ render, writers, on_result
+                       estimator.infer  estimator.postprocess,
+                       (detect / ROI    tracker, smoother
+                        track, crop,
+                        SPPE, decode)
+
+Stages talk through bounded queues; every blocking get/put waits with a short timeout and checks
+the stop flag, so nothing busy-waits and every thread notices a stop within ``POLL_S``.
+
+Modes
+    file  every frame, in order, as fast as the slowest stage allows (queues of
+          ``config.pipeline.queue_size`` apply back-pressure down to the decoder).
+    live  the decoder overwrites a one-slot "latest" buffer in front of infer, so infer always
+          takes the newest frame and stale ones are dropped (counted in ``stats()['dropped']``);
+          the queues after infer hold one item, so no queue grows and a frame waits at most one
+          stage time at each step. A file played in live mode is paced at its own frame rate.
+    auto  live for cameras and streams (``source.live``), file otherwise.
+
+Public API (also used by the desktop app)
+    FrameResult(index, timestamp, frame, poses, captured_at, timings, rendered)
+    Pipeline(source, config, sinks=(), on_result=None, profile=False, estimator=None,
+             render=True, max_frames=None, mode=None)
+        .start()                start the threads (opens the sinks first)
+        .stop()                 ask every stage to stop; sinks are closed by their thread
+        .join(timeout=None)     wait for the threads; True when all have ended
+        .wait()                 join, then raise UserError("<stage> stage: ...") if a stage failed
+        .pause() .resume()      hold / release the decoder (frames in flight still finish)
+        .step()                 while paused: let exactly one more frame through
+        .seek(frame_index)      seekable sources: continue from that frame; frames in flight
+                                from before the seek are discarded and estimator ROI state,
+                                tracker and smoother are reset (a paused pipeline shows one frame)
+        .update_config(section, **values)
+                                live, thread-safe: the stage that owns the section applies the
+                                values before its next frame (detector, sppe decode options →
+                                infer; pose_nms, tracking, smoothing → post; render → sinks)
+        .stats()                per-stage mean/p50/p95 ms and throughput, estimator sub-stages,
+                                queue depths, end-to-end fps (total and recent), latency
+                                (frame captured → result ready), frames, dropped
+        .running, .paused, .failure, .frames_done, .config, .estimator, .source
+
+``on_result(result)`` runs on the sinks thread after the writers; it must be quick (a GUI should
+hand the frame to its own thread). ``result.frame`` is the untouched RGB frame; with ``render=True``
+``result.rendered`` is a copy with the skeletons drawn (``core.render.draw_poses``).
+
+Failures: an exception in any stage stops every thread (within ``POLL_S`` plus the running call of
+each stage) and ``wait`` raises one ``UserError`` naming the stage. A source that fails mid-stream
+(corrupt file, dropped stream) is different: the frames already decoded are still processed and
+written, then ``wait`` raises. Sinks are always closed, so their files stay valid.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from core.config import Config
+from core.errors import UserError
+from core.io.writers import SourceInfo
+from core.pipeline.profile import DepthRecorder, RateMeter, Recorder, latency_summary
+from core.poses import Poses
+from core.render import draw_poses
+
+log = logging.getLogger("rmpe.pipeline")
+
+POLL_S = 0.05  # longest a blocked thread waits before checking the stop flag
+STAGES = ("decode", "infer", "post", "sinks")
+# Config sections that may change while running, and the stage that applies them.
+LIVE_SECTIONS = {"detector": "infer", "sppe": "infer", "pose_nms": "post", "tracking": "post",
+                 "smoothing": "post", "render": "sinks"}
+# Keys that change which model is loaded: they need a new estimator, not a live update.
+RESTART_KEYS = {("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"), ("detector", "name")}
+
+
+@dataclass
+class FrameResult:
+    """One processed frame. ``timings`` maps stage (and ``infer.<sub-stage>``) to milliseconds."""
+
+    index: int
+    timestamp: float
+    frame: np.ndarray
+    poses: Poses
+    captured_at: float
+    timings: dict = field(default_factory=dict)
+    rendered: np.ndarray | None = None
+
+
+class _End:
+    """End-of-stream marker passed down the queues."""
+
+
+END = _End()
+
+
+class LatestSlot:
+    """A one-item buffer whose ``put`` replaces what it holds: the consumer always gets the newest.
+
+    The end marker is kept apart, so it is never dropped and comes after the last held item.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._has = False
+        self._ended = False
+        self.dropped = 0
+        self.maxsize = 1
+
+    def put(self, item, timeout: float | None = None) -> None:
+        with self._cond:
+            if item is END:
+                self._ended = True
+            else:
+                if self._has:
+                    self.dropped += 1
+                self._item, self._has = item, True
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None):
+        with self._cond:
+            if not self._has and not self._ended:
+                self._cond.wait(timeout)
+            if self._has:
+                item, self._item, self._has = self._item, None, False
+                return item
+            if self._ended:
+                return END
+        raise queue.Empty
+
+    def qsize(self) -> int:
+        return int(self._has)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item, self._has = None, False
+
+
+class Pipeline:
+    """Threaded pose pipeline over one source; see the module docstring for the API."""
+
+    def __init__(self, source, config: Config | None = None, sinks=(), on_result=None, profile: bool = False,
+                 estimator=None, render: bool = True, max_frames: int | None = None, mode: str | None = None):
+        self.source = source
+        self.config = config if config is not None else Config.load()
+        self.sinks = list(sinks)
+        self.on_result = on_result
+        self.profile = bool(profile)
+        self.render = bool(render)
+        self.max_frames = int(max_frames) if max_frames else None
+        mode = mode or self.config.pipeline.mode
+        if mode not in ("auto", "file", "live"):
+            raise UserError(f"pipeline mode must be auto, file or live, not {mode!r}")
+        self.mode = ("live" if source.live else "file") if mode == "auto" else mode
+        if estimator is None:
+            from core.estimator import PoseEstimator
+
+            estimator = PoseEstimator(self.config, self.config.runtime.device)
+        self.estimator = estimator
+        from trackers import PoseSmoother, PoseTracker
+
+        # Both read their config section on every call, so live changes need no rebuild.
+        self._tracker = PoseTracker(self.config.tracking, self.source.fps)
+        self._smoother = PoseSmoother(self.config.smoothing)
+
+        qs = max(1, int(self.config.pipeline.queue_size))
+        if self.mode == "live":
+            self._queues = {"infer_in": LatestSlot(), "post_in": queue.Queue(1), "sinks_in": queue.Queue(1)}
+        else:
+            self._queues = {name: queue.Queue(qs) for name in ("infer_in", "post_in", "sinks_in")}
+        self._depths = {name: DepthRecorder(q.maxsize) for name, q in self._queues.items()}
+        self._rec = {name: Recorder() for name in STAGES}
+        self._sub: dict[str, Recorder] = {}
+        self._latency = Recorder()
+        self._latency_out = Recorder()
+        self._recent = RateMeter()
+
+        self._stop = threading.Event()
+        self._ctl = threading.Condition()  # guards pause / step / seek / generation
+        self._paused = False
+        self._steps = 0
+        self._seek_to: int | None = None
+        self._gen = 0  # bumped by every seek; items of older generations are discarded
+        self._cfg_lock = threading.Lock()
+        self._pending: dict[str, dict] = {}
+        self._threads: list[threading.Thread] = []
+        self._failure: tuple[str, BaseException] | None = None
+        self._source_error: UserError | None = None
+        self._started_at: float | None = None
+        self._last_result_at: float | None = None
+        self.frames_done = 0
+        self._sinks_closed = False
+
+    # ---------------------------------------------------------------- control
+
+    def start(self) -> "Pipeline":
+        if self._threads:
+            raise RuntimeError("pipeline already started")
+        info = SourceInfo(self.source.name, float(self.source.fps), int(self.source.width), int(self.source.height),
+                          self.source.num_frames, self.mode == "live")
+        opened = []
+        try:
+            for sink in self.sinks:
+                sink.open(info, self.config)
+                opened.append(sink)
+        except BaseException:
+            for sink in opened:
+                sink.close()
+            raise
+        self._started_at = time.perf_counter()
+        for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
+                             ("post", self._post_loop), ("sinks", self._sinks_loop)):
+            t = threading.Thread(target=self._run_stage, args=(name, target), name=f"rmpe-{name}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._ctl:
+            self._ctl.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        for t in self._threads:
+            while t.is_alive():
+                left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
+                if left <= 0:
+                    return False
+                t.join(left)  # short joins keep the main thread responsive to Ctrl-C
+        return True
+
+    def wait(self) -> None:
+        """Run to the end (or until stopped); raise the first stage failure as a UserError."""
+        self.join()
+        failure = self._failure
+        if failure is not None:
+            stage, exc = failure
+            if isinstance(exc, UserError):
+                raise UserError(f"{stage} stage: {exc}", exit_code=exc.exit_code) from None
+            raise UserError(f"{stage} stage failed: {type(exc).__name__}: {_one_line(exc)}", exit_code=1) from None
+        if self._source_error is not None:
+            raise UserError(f"decode stage: {self._source_error}", exit_code=self._source_error.exit_code) from None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.join()
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def failure(self) -> tuple[str, BaseException] | None:
+        return self._failure
+
+    def pause(self) -> None:
+        with self._ctl:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._ctl:
+            self._paused = False
+            self._steps = 0
+            self._ctl.notify_all()
+
+    def step(self) -> None:
+        """While paused, let one more frame through (no effect while running)."""
+        with self._ctl:
+            if self._paused:
+                self._steps += 1
+                self._ctl.notify_all()
+
+    def seek(self, frame_index: int) -> None:
+        if not self.source.seekable:
+            raise UserError(f"{self.source.name}: cannot seek in this source")
+        with self._ctl:
+            self._seek_to = int(frame_index)
+            self._gen += 1  # from now on, items decoded before the seek are stale
+            self._ctl.notify_all()
+
+    def update_config(self, section: str, **values) -> None:
+        """Change config values while running; applied by the owning stage before its next frame."""
+        if section not in LIVE_SECTIONS:
+            raise UserError(f"config section {section!r} cannot change while running; "
+                            f"live sections: {', '.join(LIVE_SECTIONS)}")
+        names = {f.name for f in fields(getattr(self.config, section))}
+        for key in values:
+            if key not in names:
+                raise UserError(f"config: unknown key {section}.{key}")
+            if (section, key) in RESTART_KEYS:
+                raise UserError(f"config: {section}.{key} selects a model; it needs a new pipeline")
+        with self._cfg_lock:
+            self._pending.setdefault(section, {}).update(values)
+        if not self.running:  # nothing would pick it up: apply now
+            self._apply_pending(LIVE_SECTIONS[section])
+
+    # ---------------------------------------------------------------- stages
+
+    def _run_stage(self, name: str, loop) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - any failure stops every stage
+            if self._failure is None and not self._stop.is_set():
+                self._failure = (name, exc)
+                log.debug("%s stage failed", name, exc_info=exc)
+            self.stop()
+        finally:
+            if name == "sinks":
+                self._close_sinks()
+
+    def _get(self, name: str):
+        """Next item from queue ``name``; None when stopping."""
+        q = self._queues[name]
+        self._depths[name].add(q.qsize())
+        while not self._stop.is_set():
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def _put(self, name: str, item) -> bool:
+        q = self._queues[name]
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _is_stale(self, gen: int) -> bool:
+        return gen != self._gen
+
+    def _control(self) -> tuple[bool, int | None, int]:
+        """Block while paused; return (go on, seek target or None, generation)."""
+        with self._ctl:
+            while self._paused and self._steps == 0 and self._seek_to is None and not self._stop.is_set():
+                self._ctl.wait(POLL_S)
+            if self._stop.is_set():
+                return False, None, self._gen
+            target, self._seek_to = self._seek_to, None
+            if self._paused and target is None:
+                self._steps -= 1
+            return True, target, self._gen
+
+    def _decode_loop(self) -> None:
+        rec = self._rec["decode"]
+        live = self.mode == "live"
+        pace = live and not self.source.live  # a file played as if live: real time at its fps
+        pace_origin = None
+        count = 0
+        try:
+            while True:
+                go, target, gen = self._control()
+                if not go:
+                    return
+                if target is not None:
+                    self.source.seek(target)
+                    pace_origin = None
+                if self.max_frames is not None and not live and count >= self.max_frames:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    item = self.source.read()
+                except UserError as exc:
+                    self._source_error = exc  # keep what was decoded: drain, then report
+                    return
+                t1 = time.perf_counter()
+                if item is None:
+                    return
+                if pace:
+                    if pace_origin is None:
+                        pace_origin = t1 - item.timestamp
+                    if self._stop.wait(max(0.0, pace_origin + item.timestamp - time.perf_counter())):
+                        return
+                    item.captured_at = time.perf_counter()
+                rec.add((t1 - t0) * 1000)
+                result = FrameResult(item.index, item.timestamp, item.image, None, item.captured_at,
+                                     {"decode": (t1 - t0) * 1000})
+                if not self._put("infer_in", (gen, result)):
+                    return
+                count += 1
+        finally:
+            self._put("infer_in", END)
+
+    def _infer_loop(self) -> None:
+        rec = self._rec["infer"]
+        last_gen = 0
+        while True:
+            item = self._get("infer_in")
+            if item is None:
+                return
+            if item is END:
+                self._put("post_in", END)
+                return
+            gen, result = item
+            if self._is_stale(gen):
+                continue
+            if gen != last_gen:
+                self.estimator.reset()
+                last_gen = gen
+            self._apply_pending("infer")
+            timings = {} if self.profile else None
+            t0 = time.perf_counter()
+            result.poses = self.estimator.infer(result.frame, timings)
+            ms = (time.perf_counter() - t0) * 1000
+            rec.add(ms)
+            result.timings["infer"] = ms
+            if timings:
+                for key, value in timings.items():
+                    self._sub_rec(f"infer.{key}").add(float(value))
+                    result.timings[f"infer.{key}"] = float(value)
+            if not self._put("post_in", (gen, result)):
+                return
+
+    def _post_loop(self) -> None:
+        rec = self._rec["post"]
+        last_gen = 0
+        while True:
+            item = self._get("post_in")
+            if item is None:
+                return
+            if item is END:
+                self._put("sinks_in", END)
+                return
+            gen, result = item
+            if self._is_stale(gen):
+                continue
+            if gen != last_gen:
+                self._tracker.reset()
+                self._smoother.reset()
+                last_gen = gen
+            self._apply_pending("post")
+            t0 = time.perf_counter()
+            poses = self.estimator.postprocess(result.poses)
+            t1 = time.perf_counter()
+            poses = self._tracker.update(poses, result.timestamp)
+            t2 = time.perf_counter()
+            poses = self._smoother(poses, result.timestamp)
+            t3 = time.perf_counter()
+            result.poses = poses
+            for key, a, b in (("nms", t0, t1), ("track", t1, t2), ("smooth", t2, t3)):
+                self._sub_rec(f"post.{key}").add((b - a) * 1000)
+                result.timings[f"post.{key}"] = (b - a) * 1000
+            rec.add((t3 - t0) * 1000)
+            result.timings["post"] = (t3 - t0) * 1000
+            self._latency.add((t3 - result.captured_at) * 1000)
+            result.timings["latency"] = (t3 - result.captured_at) * 1000
+            if not self._put("sinks_in", (gen, result)):
+                return
+
+    def _sinks_loop(self) -> None:
+        rec = self._rec["sinks"]
+        names = [f"sinks.{type(s).__name__}" for s in self.sinks]
+        while True:
+            item = self._get("sinks_in")
+            if item is None or item is END:
+                return
+            gen, result = item
+            if self._is_stale(gen):
+                continue
+            self._apply_pending("sinks")
+            t0 = time.perf_counter()
+            if self.render:
+                result.rendered = draw_poses(result.frame.copy(), result.poses, self.config.render)
+                self._sub_rec("sinks.render").add((time.perf_counter() - t0) * 1000)
+            for name, sink in zip(names, self.sinks):
+                ts = time.perf_counter()
+                sink.write(result)
+                self._sub_rec(name).add((time.perf_counter() - ts) * 1000)
+            if self.on_result is not None:
+                ts = time.perf_counter()
+                self.on_result(result)
+                self._sub_rec("sinks.on_result").add((time.perf_counter() - ts) * 1000)
+            now = time.perf_counter()
+            rec.add((now - t0) * 1000)
+            self._latency_out.add((now - result.captured_at) * 1000)
+            self._last_result_at = now
+            self._recent.tick(now)
+            self.frames_done += 1
+            if self.max_frames is not None and self.frames_done >= self.max_frames:
+                self.stop()  # live mode ends here; file mode already stopped decoding
+                return
+
+    def _close_sinks(self) -> None:
+        if self._sinks_closed:
+            return
+        self._sinks_closed = True
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - report, but close the others too
+                if self._failure is None:
+                    self._failure = ("sinks", exc)
+
+    def _sub_rec(self, name: str) -> Recorder:
+        rec = self._sub.get(name)
+        if rec is None:
+            with self._cfg_lock:
+                rec = self._sub.setdefault(name, Recorder())
+        return rec
+
+    def _apply_pending(self, stage: str) -> None:
+        if not self._pending:  # fast path, no lock
+            return
+        with self._cfg_lock:
+            mine = {s: v for s, v in self._pending.items() if LIVE_SECTIONS[s] == stage}
+            for s in mine:
+                del self._pending[s]
+        for section, values in mine.items():
+            target = getattr(self.config, section)
+            before = {k: getattr(target, k) for k in values}
+            for key, value in values.items():
+                setattr(target, key, value)
+            # A filter switched back on starts from scratch rather than from stale state.
+            if values.get("enabled") and not before.get("enabled", True):
+                obj = {"tracking": self._tracker, "smoothing": self._smoother}.get(section)
+                if obj is not None:
+                    obj.reset()
+            hook = getattr(self.estimator, "config_changed", None)
+            if stage == "infer" and hook is not None:
+                hook(section, values)
+
+    # ---------------------------------------------------------------- measurements
+
+    def stats(self) -> dict:
+        now = time.perf_counter()
+        end = self._last_result_at if (self._last_result_at and not self.running) else now
+        elapsed = (end - self._started_at) if self._started_at else 0.0
+        dropped = sum(getattr(q, "dropped", 0) for q in self._queues.values())
+        with self._cfg_lock:
+            subs = list(self._sub.items())
+        return {
+            "mode": self.mode,
+            "source": self.source.name,
+            "frames": self.frames_done,
+            "dropped": dropped,
+            "elapsed_s": elapsed,
+            "fps": self.frames_done / elapsed if elapsed > 0 else 0.0,
+            "fps_recent": self._recent.rate(),
+            "latency_ms": latency_summary(self._latency),
+            "latency_out_ms": latency_summary(self._latency_out),
+            "stages": {name: rec.snapshot(elapsed) for name, rec in self._rec.items()},
+            "substages": {name: rec.snapshot(elapsed) for name, rec in sorted(subs)},
+            "queues": {name: d.snapshot() for name, d in self._depths.items()},
+            "device": str(getattr(self.estimator, "device", "")),
+            "backend": str(getattr(self.estimator, "backend", "")),
+        }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,167 @@
+"""The app's pieces on their own: version gate, settings, controls, video view, perf panel, sources."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.config import Config
+from core.errors import UserError
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.mark.parametrize("version, ok", [("6.11.2", True), ("6.11.0", True), ("6.12.0", False), (None, False)])
+def test_version_gate(version, ok, monkeypatch):
+    from app import version_check
+
+    if version is None:
+        monkeypatch.setattr(version_check, "installed_pyside_version", lambda: None)
+    if ok:
+        assert version_check.check_pyside(version) == version
+    else:
+        with pytest.raises(UserError) as err:
+            version_check.check_pyside(version)
+        assert "PySide6-Essentials==6.11.2" in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_installed_version_is_allowed():
+    from app.version_check import check_pyside, installed_pyside_version
+
+    assert installed_pyside_version() is not None
+    check_pyside()
+
+
+def test_settings_round_trip_and_stale_keys(isolated_settings):
+    from app.settings import Settings
+
+    s = Settings().load()
+    assert s.path == isolated_settings and not s.path.exists()
+    s.remember("detector", interval=3)
+    s.remember("smoothing", enabled=False)
+    s["loop"] = False
+    s.data["config"]["detector"]["no_such_key"] = 1  # renamed between versions
+    s.data["config"]["no_such_section"] = {"x": 1}
+    s.save()
+    again = Settings().load()
+    cfg = again.apply_to(Config.load())
+    assert cfg.detector.interval == 3 and cfg.smoothing.enabled is False
+    assert again["loop"] is False
+    assert again["config"] == {"detector": {"interval": 3}, "smoothing": {"enabled": False}}
+
+
+@pytest.mark.parametrize("content", ["{not: [valid", "- a list\n- not a mapping\n", ""])
+def test_settings_damaged_file_falls_back_to_defaults(isolated_settings, content):
+    from app.settings import DEFAULTS, Settings
+
+    isolated_settings.parent.mkdir(parents=True)
+    isolated_settings.write_text(content)
+    assert Settings().load().data == DEFAULTS
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("detector", "name", "hog"),
+    ("detector", "score_threshold", 0.7),
+    ("detector", "interval", 3),
+    ("sppe", "decode", "dark"),
+    ("pose_nms", "enabled", False),
+    ("pose_nms", "preset", "alphapose"),
+    ("tracking", "enabled", False),
+    ("smoothing", "enabled", False),
+    ("smoothing", "strength", 10.0),
+    ("render", "keypoint_threshold", 0.5),
+    ("render", "draw_boxes", True),
+    ("render", "draw_scores", True),
+    ("render", "draw_ids", False),
+    ("runtime", "device", "cpu"),
+])
+def test_controls_emit_changes(qapp, section, key, value):
+    from app.controls import ControlsPanel
+
+    panel = ControlsPanel(Config.load(), cuda_available=True)
+    seen = []
+    panel.changed.connect(lambda s, v: seen.append((s, v)))
+    panel.set_value(section, key, value)
+    assert seen and seen[-1][0] == section
+    got = seen[-1][1][key]
+    assert got == pytest.approx(value) if isinstance(value, float) else got == value
+
+
+def test_device_control_disabled_without_cuda(qapp):
+    from app.controls import ControlsPanel
+
+    assert not ControlsPanel(Config.load(), cuda_available=False).widget("runtime", "device").isEnabled()
+    assert ControlsPanel(Config.load(), cuda_available=True).widget("runtime", "device").isEnabled()
+
+
+@pytest.mark.parametrize("strength", [0.1, 0.5, 1.0, 2.0, 10.0])
+def test_smoothing_slider_mapping_round_trips(strength):
+    from app.controls import slider_to_strength, strength_to_slider
+
+    assert slider_to_strength(strength_to_slider(strength)) == pytest.approx(strength, rel=0.05)
+
+
+def test_video_view_shares_memory_and_shows_frame(qapp):
+    from app.video_view import VideoView, frame_to_qimage
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[10:20, 30:50] = (255, 0, 0)
+    image = frame_to_qimage(frame)
+    frame[0, 0] = (1, 2, 3)  # the image sees later writes: no copy was made
+    assert image.pixelColor(0, 0).getRgb()[:3] == (1, 2, 3)
+    assert image.pixelColor(35, 15).getRgb()[:3] == (255, 0, 0)
+
+    view = VideoView()
+    view.resize(320, 320)
+    view.show()
+    view.set_frame(frame)
+    qapp.processEvents()
+    assert view.frame_size() == (160, 120)
+    rect = view.target_rect()
+    assert (rect.width(), rect.height()) == (320, 240)  # letterboxed, aspect kept
+    shot = view.grab().toImage()
+    c = shot.pixelColor(rect.x() + 80, rect.y() + 30)  # red block centre, scaled ×2
+    assert c.red() > 200 and c.green() < 50
+    with pytest.raises(ValueError):
+        frame_to_qimage(np.zeros((4, 4), np.uint8))
+
+
+def test_perf_panel_plots_fps_and_stage_latency(qapp):
+    from app.perf_panel import PerfPanel
+
+    panel = PerfPanel(window_s=5)
+    t0 = 1000.0
+    panel._t0 = panel._last_tick = t0
+    for tick in range(1, 30):
+        for _ in range(10):  # 10 results per 0.5 s tick = 20 fps
+            panel.meter.add({"detect": 5.0, "sppe": 12.0 + (tick > 10)}, latency_ms=40.0)
+        panel.tick(now=t0 + 0.5 * tick)
+    fps = panel.fps_history()
+    assert len(fps) == 11  # the last 5 s only: history is bounded
+    assert fps[-1] == pytest.approx(20.0)
+    xs, ys = panel.fps_curve.getData()
+    assert len(xs) == 11 and ys[-1] == pytest.approx(20.0)
+    assert sorted(panel.stage_names()) == ["detect", "sppe"]
+    assert panel._curves["sppe"].getData()[1][-1] == pytest.approx(13.0)
+    panel.set_stats({"queues": {"infer_in": {"capacity": 4, "mean": 2.5, "max": 4, "samples": 9}},
+                     "dropped": 3, "mode": "live"}, "cpu", "jit")
+    assert "infer 2.5/4 (max 4)" in panel.queues.text() and "dropped 3" in panel.queues.text()
+    assert "cpu" in panel.device.text() and "jit" in panel.device.text()
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("clip.mp4", "file"), ("rtsp://cam/1", "url"), ("http://x/y.mjpg", "url"), ("frames/*.jpg", "images"),
+])
+def test_spec_for_path(path, kind):
+    from app.sources_dialog import spec_for_path
+
+    assert spec_for_path(path).kind == kind
+
+
+def test_spec_for_folder_and_single_image(tmp_path):
+    from app.sources_dialog import spec_for_path
+
+    (tmp_path / "a.png").write_bytes(b"")
+    assert spec_for_path(str(tmp_path)).kind == "images"
+    spec = spec_for_path(str(tmp_path / "a.png"))
+    assert spec.kind == "images" and spec.value == str(tmp_path)
