@@ -21,10 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--images", metavar="DIR", help="image folder or glob to open")
     src.add_argument("--url", metavar="URL", help="RTSP/HTTP stream to open")
     parser.add_argument("--config", metavar="YAML", help="config overrides (same sections as assets/default.yaml)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device (default: settings, else auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="compute device (default: settings, else auto)")
     parser.add_argument("--pause-after", metavar="N", type=int,
                         help="pause once N frames have been shown (for screenshots and demos)")
-    parser.add_argument("--reset-settings", action="store_true", help="ignore the saved settings for this run")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="start from the default settings (saved again when the window closes)")
 
 
 def initial_source(args: argparse.Namespace):
@@ -54,10 +56,11 @@ def initial_source(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.version_check import check_pyside
+    from app.version_check import check_platform, check_pyside
 
     version = check_pyside()  # before any Qt import
-    from PySide6 import QtWidgets
+    check_platform()
+    from PySide6 import QtCore, QtWidgets
 
     from app.main_window import MainWindow
     from app.settings import Settings
@@ -75,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     cuda = torch.cuda.is_available()
     if config.runtime.device == "cuda" and not cuda:
-        raise UserError("--device cuda: CUDA is not available on this machine")
+        if args.device == "cuda":
+            raise UserError("--device cuda: CUDA is not available on this machine")
+        log.warning("saved settings ask for CUDA, which is not available here: using auto")
+        config.runtime.device = "auto"
     log.info("PySide6 %s, CUDA %s", version, "available" if cuda else "not available")
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
@@ -83,13 +89,44 @@ def run(args: argparse.Namespace) -> int:
     apply_style(app)
     window = MainWindow(config, settings, cuda_available=cuda, pause_after=args.pause_after)
     _route_exceptions_to(window)
+    _close_on_signals(window)
     window.show()
-    spec, note = initial_source(args)
+    try:
+        spec, note = initial_source(args)
+    except UserError as exc:  # e.g. --video demo before the demo is installed: say so in the window
+        spec, note = None, str(exc)
+    if note:
+        log.info("%s", note)
     if spec is not None:
         window.open_source(spec, note)
     elif note:
         window.message.show_message(note, "error")
-    return int(app.exec())
+    code = int(app.exec())
+    # Tear the widgets down here, in order, rather than leave them to interpreter shutdown, where
+    # Python and Qt destroy objects in no defined order.
+    window.deleteLater()
+    app.processEvents()
+    app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    return code
+
+
+def _close_on_signals(window) -> None:
+    """Ctrl-C and SIGTERM close the window the normal way (pipeline stopped, recording finalised).
+
+    Python runs signal handlers between bytecodes; the window's perf timer runs Python code twice
+    a second, so the handler gets its turn even while Qt's event loop is in C++.
+    """
+    import signal
+
+    from PySide6 import QtCore
+
+    def handler(signum, frame):
+        log.info("%s: closing", signal.Signals(signum).name)
+        # the handler may interrupt any Python code (a paint, a plot update): close from the loop
+        QtCore.QTimer.singleShot(0, window.close)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def _route_exceptions_to(window) -> None:

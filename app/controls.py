@@ -106,7 +106,9 @@ class ControlsPanel(QtWidgets.QWidget):
 
     # -- construction ------------------------------------------------------------------------------
     def _make(self, control: Control, current: Any) -> QtWidgets.QWidget:
-        emit = lambda *_: self.changed.emit(control.section, {control.key: self.value(control.section, control.key)})  # noqa: E731
+        def emit(*_):
+            self.changed.emit(control.section, {control.key: self.value(control.section, control.key)})
+
         if control.kind == "choice":
             w = QtWidgets.QComboBox()
             w.addItems(list(control.options))

@@ -71,6 +71,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.paused = False
         self.frames_shown = 0
         self._last_result = None
+        self._fresh_source = False
         self._seeking = False
         self._stats_due = 0.0
 
@@ -79,6 +80,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.message = MessageBar()
         self.perf = PerfPanel(window_s=int(settings["perf_window_s"]))
         self.session.meter = self.perf.meter
+        self.session.display_box = lambda: self.view.display_box
         self.controls = ControlsPanel(config, cuda_available)
         self._build_transport()
         central = QtWidgets.QWidget()
@@ -89,8 +91,9 @@ class MainWindow(QtWidgets.QMainWindow):
         column.addWidget(self.view, 1)
         column.addWidget(self.transport)
         self.setCentralWidget(central)
-        self._add_dock("Controls", self.controls, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
-        self._add_dock("Performance", self.perf, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        left = self._add_dock("Controls", self.controls, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
+        right = self._add_dock("Performance", self.perf, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([left, right], [left.widget().minimumWidth(), 380], QtCore.Qt.Orientation.Horizontal)
         self._build_actions()
         self.source_label = QtWidgets.QLabel("no source")
         self.frame_label = QtWidgets.QLabel("")
@@ -110,11 +113,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.start()
 
         self.resize(1400, 820)
-        if settings["geometry"]:
-            try:
-                self.restoreGeometry(QtCore.QByteArray.fromHex(str(settings["geometry"]).encode()))
-            except (TypeError, ValueError):
-                pass
+        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
+            if settings[key]:
+                try:
+                    restore(QtCore.QByteArray.fromHex(str(settings[key]).encode()))
+                except (TypeError, ValueError):
+                    pass
+        self.perf.window_changed.connect(lambda s: self.settings.__setitem__("perf_window_s", int(s)))
 
     # -- construction ----------------------------------------------------------------------------------
     def _add_dock(self, title: str, widget: QtWidgets.QWidget, area, scroll: bool = False) -> QtWidgets.QDockWidget:
@@ -130,7 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
             area_widget.setMinimumWidth(widget.sizeHint().width() + 24)
             dock.setWidget(area_widget)
         else:
-            widget.setMinimumWidth(340)
+            widget.setMinimumWidth(300)
             dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
@@ -157,7 +162,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overlay_box = QtWidgets.QCheckBox("Overlay")
         self.overlay_box.setChecked(True)
         self.overlay_box.setToolTip("Show the skeleton overlay (recordings always include it)")
-        self.overlay_box.toggled.connect(self._redraw_last)
+        self.overlay_box.toggled.connect(self._set_overlay)
         for w in (self.play_button, self.step_button):
             row.addWidget(w)
         row.addWidget(self.seek_slider, 1)
@@ -202,19 +207,20 @@ class MainWindow(QtWidgets.QMainWindow):
 
         ``source``: an already open core.io Source to show instead of opening ``spec``.
         """
-        if self.recorder.active:
-            self.set_recording(False)
         self.source_label.setText(f"opening {spec.label()}…")
         self.view.clear(f"Opening {spec.label()}…")
         self.perf.reset()
         self.frames_shown = 0
         self._last_result = None
+        self._fresh_source = True  # plots restart when it opens (after the models have loaded)
         self.paused = False
         self.play_button.setText("Pause")
         if note:
             self.message.show_message(note, "info")
         else:
             self.message.hide()
+        if self.recorder.active:  # finalised before the next source: says where the files are
+            self.set_recording(False)
         self.session.open(spec, source=source)
         if spec.kind in ("file", "images") and source is None:
             self.settings["source"] = spec.to_dict()
@@ -290,11 +296,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- results -------------------------------------------------------------------------------------
     @QtCore.Slot()
     def _show_latest(self) -> None:
-        result = self.session.take_latest()
-        if result is None:
+        latest = self.session.take_latest()
+        if latest is None:
             return
+        result, display = latest
         self._last_result = result
-        self.view.set_frame(self._display_frame(result))
+        self.view.set_frame(self.session.shown_frame(result), display)
         self.frames_shown += 1
         info = self.session.info
         total = f" / {info.frame_count}" if info and info.frame_count else ""
@@ -308,14 +315,10 @@ class MainWindow(QtWidgets.QMainWindow):
             log.info("paused after %d frames", self.frames_shown)
             self.pause_after = None
 
-    def _display_frame(self, result):
-        if self.overlay_box.isChecked() and result.rendered is not None:
-            return result.rendered
-        return result.frame
-
-    def _redraw_last(self) -> None:
-        if self._last_result is not None:
-            self.view.set_frame(self._display_frame(self._last_result))
+    def _set_overlay(self, on: bool) -> None:
+        self.session.overlay = bool(on)
+        if self._last_result is not None:  # show the change now, also while paused
+            self.view.set_frame(self.session.shown_frame(self._last_result))
 
     def _on_opened(self, info: SessionInfo) -> None:
         self.source_label.setText(f"{info.spec.kind}: {info.spec.label()}")
@@ -323,7 +326,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.seek_slider.setEnabled(seekable)
         if seekable:
             self.seek_slider.setRange(0, int(info.frame_count) - 1)
-        self.loop_box.setEnabled(info.spec.seekable)
+        self.loop_box.setEnabled(info.spec.seekable and info.reopenable)
+        if self._fresh_source:
+            self.perf.reset()
+            self._fresh_source = False
         self.perf.set_stats({}, info.device, info.backend)
         log.info("opened %s on %s (%s)", info.spec.label(), info.device, info.backend)
 
@@ -340,12 +346,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if message:
             self._on_failed(message)
             return
+        if self.recorder.active:  # a recording holds one pass over a file, never two
+            self.set_recording(False)
         if info is not None and info.spec.seekable and info.reopenable and self.session.loop:
             self.session.open(info.spec)  # replay from the start
             return
         self.source_label.setText(f"{info.spec.label()}: finished" if info else "finished")
-        if self.recorder.active:
-            self.set_recording(False)
 
     def _tick(self) -> None:
         self.perf.tick()
@@ -440,7 +446,7 @@ class MainWindow(QtWidgets.QMainWindow):
             except Exception as exc:  # noqa: BLE001 - still close the window
                 log.error("finishing the recording failed: %s", exc)
         self.settings["geometry"] = bytes(self.saveGeometry().toHex()).decode()
-        self.settings["perf_window_s"] = self.perf.window_s
+        self.settings["window_state"] = bytes(self.saveState().toHex()).decode()
         try:
             self.settings.save()
         except OSError as exc:

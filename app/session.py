@@ -12,20 +12,23 @@ or a restart after a model-level change reuses it unless the change selects othe
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
+import cv2
 from PySide6 import QtCore
 
 from app.sources_dialog import SourceSpec
+from app.video_view import fit_size
 from core.config import Config
 from core.errors import UserError
 
 log = logging.getLogger("rmpe.app")
 
-JOIN_TIMEOUT_S = 5.0
+JOIN_TIMEOUT_S = 15.0  # a stage notices stop between calls; one model call can be slow on a busy CPU
 OPEN_JOIN_TIMEOUT_S = 120.0  # loading models cannot be interrupted; a late pipeline stops itself
 PLOTTED_STAGES = ("decode", "infer", "post")  # top-level stage timings carried by every result
 # Changes the running pipeline cannot apply: they select other models or another device. The
@@ -65,8 +68,13 @@ class PipelineSession(QtCore.QObject):
         self.config = config  # the GUI's copy; each pipeline works on its own
         self.estimator_factory = estimator_factory
         self.loop = False
+        self.paused = False
         self.recorder = None  # app.recorder.Recorder, set by the window
         self.meter = None  # app.perf_panel.FrameMeter, set by the window
+        # Display pre-scaling, read on the pipeline thread: where the frame will be shown (device
+        # px, or None to skip) and whether the skeleton overlay is on.
+        self.display_box = lambda: None
+        self.overlay = True
         self.pipeline = None
         self.info: SessionInfo | None = None
         self.last_index = 0  # index of the newest result, for restarts at the same place
@@ -84,15 +92,16 @@ class PipelineSession(QtCore.QObject):
         self._built.connect(self._accept)
 
     # -- lifecycle (GUI thread) --------------------------------------------------------------------
-    def open(self, spec: SourceSpec, start_at: int = 0, source=None) -> None:
+    def open(self, spec: SourceSpec, start_at: int = 0, source=None, paused: bool = False) -> None:
         """Stop what runs and open ``spec`` in the background; ``opened`` or ``failed`` follows.
 
         ``source``: an already open core.io Source to use instead of opening ``spec`` (embedding,
-        tests); it is closed with its pipeline.
+        tests); it is closed with its pipeline. ``paused``: show frame ``start_at`` and hold there.
         """
         if self._closing:
             return
         self._generation += 1
+        self.paused = bool(paused)
         self.pipeline, self.info = None, None
         with self._lock:
             self._latest, self._pending = None, False
@@ -104,7 +113,8 @@ class PipelineSession(QtCore.QObject):
         """Reopen the current source where it is (after a change a running pipeline cannot take)."""
         info = self.info
         if info is not None and info.reopenable:
-            self.open(info.spec, self.last_index + 1 if info.spec.seekable else 0)
+            start = (self.last_index if self.paused else self.last_index + 1) if info.spec.seekable else 0
+            self.open(info.spec, start, paused=self.paused)
 
     def close(self) -> None:
         """Stop every pipeline and wait for every thread this session started."""
@@ -122,12 +132,31 @@ class PipelineSession(QtCore.QObject):
             log.warning("threads still running after close: %s", [t.name for t in self._threads])
 
     def take_latest(self):
-        """The newest result not yet shown, or None (GUI thread)."""
+        """(newest result not yet shown, its frame pre-scaled for the view or None), or None."""
         with self._lock:
-            result, self._latest, self._pending = self._latest, None, False
-        if result is not None:
-            self.last_index = int(result.index)
-        return result
+            latest, self._latest, self._pending = self._latest, None, False
+        if latest is not None:
+            self.last_index = int(latest[0].index)
+        return latest
+
+    def shown_frame(self, result):
+        """The full-resolution picture the view shows for ``result``."""
+        if self.overlay and result.rendered is not None:
+            return result.rendered
+        return result.frame
+
+    def _prescale(self, result):
+        """The shown picture resized to the view's box (a display copy; None when it fits as is)."""
+        box = self.display_box()
+        if not box:
+            return None
+        frame = self.shown_frame(result)
+        h, w = frame.shape[:2]
+        size = fit_size(w, h, box[0], box[1])
+        if size == (w, h):
+            return None
+        scaled = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR)
+        return cv2.cvtColor(scaled, cv2.COLOR_RGB2BGRA)  # Qt's native layout: blitted without conversion
 
     # -- controls -----------------------------------------------------------------------------------
     def update_config(self, section: str, values: dict) -> bool:
@@ -144,10 +173,12 @@ class PipelineSession(QtCore.QObject):
         return False
 
     def pause(self) -> None:
+        self.paused = True
         if self.pipeline is not None:
             self.pipeline.pause()
 
     def resume(self) -> None:
+        self.paused = False
         if self.pipeline is not None:
             self.pipeline.resume()
 
@@ -206,6 +237,9 @@ class PipelineSession(QtCore.QObject):
         try:
             if start_at and source.seekable and (source.num_frames is None or start_at < source.num_frames):
                 pipeline.seek(start_at)
+            if self.paused:
+                pipeline.pause()
+                pipeline.step()  # show the first frame, then hold
             pipeline.start()
         except Exception as exc:  # noqa: BLE001
             self._stop(pipeline)
@@ -243,6 +277,21 @@ class PipelineSession(QtCore.QObject):
         self.pipeline, self.info = pipeline, info
         self.opened.emit(info)
         self._spawn(self._watch, gen, pipeline, name="rmpe-app-watch")
+        self._catch_up(pipeline)
+
+    def _catch_up(self, pipeline) -> None:
+        """Controls changed while the models loaded: hand the differences to the new pipeline."""
+        from core.pipeline.runner import LIVE_SECTIONS
+
+        if _estimator_key(self.config) != _estimator_key(pipeline.config):
+            self.restart()
+            return
+        for section in LIVE_SECTIONS:
+            mine, theirs = getattr(self.config, section), getattr(pipeline.config, section)
+            diff = {f.name: getattr(mine, f.name) for f in dataclasses.fields(mine)
+                    if getattr(mine, f.name) != getattr(theirs, f.name)}
+            if diff:
+                pipeline.update_config(section, **diff)
 
     def _watch(self, gen: int, pipeline) -> None:
         """Wait for the pipeline to finish; report its end or its error line."""
@@ -289,12 +338,13 @@ class PipelineSession(QtCore.QObject):
         if meter is not None:
             stages = {k: v for k, v in result.timings.items() if k in PLOTTED_STAGES}
             meter.add(stages, (time.perf_counter() - result.captured_at) * 1000.0)
+        display = self._prescale(result)
         with self._lock:
             self.results += 1
             if self._pending:
                 self.skipped += 1
             notify = not self._pending
-            self._latest, self._pending = result, True
+            self._latest, self._pending = (result, display), True
         if notify:
             self.frame_ready.emit()
 

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "perf_window_s": 30,
     "record_dir": None,
     "geometry": None,  # hex of QMainWindow.saveGeometry()
+    "window_state": None,  # hex of QMainWindow.saveState(): docks and toolbar
 }
 
 

@@ -33,3 +33,41 @@ def check_pyside(version: str | None = None) -> str:
         raise UserError(f"PySide6 {version} {BROKEN[version]}; install the pinned version: "
                         f"pip install '{PINNED}'")
     return version
+
+
+# Libraries Qt's X11 (xcb) platform plugin loads, and the Debian/Ubuntu packages that ship them.
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-image": "libxcb-image0",
+    "xcb-keysyms": "libxcb-keysyms1", "xcb-randr": "libxcb-randr0", "xcb-render-util": "libxcb-render-util0",
+    "xcb-shape": "libxcb-shape0", "xcb-xfixes": "libxcb-xfixes0", "xcb-xkb": "libxcb-xkb1",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
+
+
+def check_platform(environ: dict | None = None, platform: str | None = None, find_library=None) -> None:
+    """Refuse, with one line, what would make Qt abort the interpreter at QApplication().
+
+    On Linux Qt aborts when no display is reachable and when its X11 (xcb) plugin cannot load
+    one of its libraries; both are cheap to detect first.
+    """
+    import ctypes.util
+    import os
+    import sys
+
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    find_library = ctypes.util.find_library if find_library is None else find_library
+    if not platform.startswith("linux"):
+        return
+    qpa = environ.get("QT_QPA_PLATFORM", "").split(":")[0].split(";")[0]
+    if qpa and qpa != "xcb":
+        return  # offscreen, wayland, vnc, ...: Qt reports its own problems without aborting
+    if not qpa and environ.get("WAYLAND_DISPLAY"):
+        return
+    if not environ.get("DISPLAY"):
+        raise UserError("no display: DISPLAY is not set (run on a desktop, under Xvfb, "
+                        "or headless with QT_QPA_PLATFORM=offscreen)")
+    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if find_library(lib) is None]
+    if missing:
+        raise UserError(f"Qt's X11 plugin needs system libraries that are missing; install: "
+                        f"sudo apt-get install {' '.join(missing)}")

@@ -98,7 +98,7 @@ def pose_nms_reference(keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndar
         if paper:
             inside = (np.abs(delta) <= 0.5 * params.part * s).all(-1)
             simi = (both * inside).sum(1) + params.lam * np.exp(-(dist ** 2 / s ** 2) / params.sigma2).sum(1)
-            nmatch = np.zeros(len(remaining))
+            nmatch = (dist <= params.alpha * s).sum(1)
         else:
             simi = (both * (dist <= params.part)).sum(1) + params.lam * np.exp(-dist / params.sigma2).sum(1)
             nmatch = (dist <= min(params.alpha * s, params.match_cap)).sum(1)

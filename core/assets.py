@@ -104,10 +104,11 @@ def _verified(art: Artefact) -> bool:
 
 
 def _wheel_basename(requirement: str) -> tuple[str, str]:
-    """``mediapipe==0.10.14`` -> (``mediapipe``, ``0.10.14``), names normalised as in wheel files."""
+    """``mediapipe==0.10.14`` -> (``mediapipe``, ``0.10.14``), the name normalised as in wheels."""
     match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([A-Za-z0-9_.+!\-]+)\s*", requirement)
     if not match:
-        raise UserError(f"manifest requirement {requirement!r} must pin one version (name==version)")
+        raise UserError(f"manifest requirement {requirement!r} must pin one version "
+                        "(name==version)")
     return re.sub(r"[-_.]+", "_", match.group(1)).lower(), match.group(2)
 
 

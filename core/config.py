@@ -50,11 +50,12 @@ class TrackingConfig:
     distance: str = "oks_iou"  # oks_iou | oks | iou | l2
     max_age_s: float = 1.0  # a lost track is kept this long before removal
     min_hits: int = 2  # detections before a tentative track is confirmed
-    min_similarity: float = 0.1  # gate: pairs less similar than this (0..1) are never matched
+    min_similarity: float = 0.2  # gate: pairs less similar than this (0..1) are never matched
     oks_weight: float = 0.5  # oks_iou: weight of OKS against box IoU
     keypoint_threshold: float = 0.3  # keypoints scoring above this take part in OKS / L2
     process_noise: float = 2.0  # box Kalman: acceleration std, box heights per s²
     measurement_noise: float = 0.05  # box Kalman: measurement std, fraction of box height
+    recovery_speed: float = 2.5  # body sizes/s a lost person may move unseen and still be re-found; 0 = off
 
 
 @dataclass
@@ -64,11 +65,11 @@ class SmoothingConfig:
     min_cutoff: float = 0.05
     beta: float = 80.0
     d_cutoff: float = 1.0
-    strength: float = 1.0  # >1 smooths more: divides min_cutoff and beta (one_euro), the process noise (kalman)
+    strength: float = 4.0  # 1 = MediaPipe; >1 smooths more: divides min_cutoff and beta (one_euro), the process noise (kalman)
     score_alpha: float = 0.1  # low-pass factor for keypoint scores (1 = no smoothing)
     min_keypoint_score: float = 0.0  # keypoints scoring at or below this neither update nor get filtered
     max_gap_s: float = 0.25  # a track or keypoint unseen for longer restarts its filter
-    process_noise: float = 4.0  # kalman: acceleration std, person sizes per s²
+    process_noise: float = 16.0  # kalman: acceleration std in person sizes/s², divided by strength
     measurement_noise: float = 0.01  # kalman: keypoint measurement std, fraction of person size
 
 

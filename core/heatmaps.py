@@ -163,31 +163,50 @@ def _argmax(bits):
     return 0, by
 
 
+@numba.njit(cache=True, inline="always")
+def _decode_one(maps, bits, m, method, g, coords, scores):
+    hm = maps[m]
+    H, W = hm.shape
+    bx, by = _argmax(bits[m])
+    best = hm[by, bx]
+    scores[m] = best
+    cx = float(bx)
+    cy = float(by)
+    if method == 1:
+        if 0 < bx < W - 1 and 0 < by < H - 1:
+            d = hm[by, bx + 1] - hm[by, bx - 1]
+            if d != 0:
+                cx += 0.25 if d > 0 else -0.25
+            d = hm[by + 1, bx] - hm[by - 1, bx]
+            if d != 0:
+                cy += 0.25 if d > 0 else -0.25
+    elif method == 2:
+        ox, oy = _dark_offset(hm, g, bx, by, float(best))
+        cx += ox
+        cy += oy
+    coords[m, 0] = cx
+    coords[m, 1] = cy
+
+
 @numba.njit(cache=True, parallel=True)
-def _decode(maps, method, g, coords, scores):
-    M, H, W = maps.shape
+def _decode_parallel(maps, method, g, coords, scores):
     bits = maps.view(np.int32)
-    for m in numba.prange(M):
-        hm = maps[m]
-        bx, by = _argmax(bits[m])
-        best = hm[by, bx]
-        scores[m] = best
-        cx = float(bx)
-        cy = float(by)
-        if method == 1:
-            if 0 < bx < W - 1 and 0 < by < H - 1:
-                d = hm[by, bx + 1] - hm[by, bx - 1]
-                if d != 0:
-                    cx += 0.25 if d > 0 else -0.25
-                d = hm[by + 1, bx] - hm[by - 1, bx]
-                if d != 0:
-                    cy += 0.25 if d > 0 else -0.25
-        elif method == 2:
-            ox, oy = _dark_offset(hm, g, bx, by, float(best))
-            cx += ox
-            cy += oy
-        coords[m, 0] = cx
-        coords[m, 1] = cy
+    for m in numba.prange(maps.shape[0]):
+        _decode_one(maps, bits, m, method, g, coords, scores)
+
+
+@numba.njit(cache=True)
+def _decode_serial(maps, method, g, coords, scores):
+    bits = maps.view(np.int32)
+    for m in range(maps.shape[0]):
+        _decode_one(maps, bits, m, method, g, coords, scores)
+
+
+# Below this many heatmap values a batch is decoded on one thread: 20×17 maps of 64×48 take
+# ~0.2–0.5 ms serially, and when the cores are busy (the pipeline's other stages, other
+# processes) a parallel region waits for a descheduled worker for whole scheduler ticks
+# (8–24 ms measured on a loaded 2-core machine).
+PARALLEL_MIN_VALUES = 1 << 21
 
 
 def _to_numpy_maps(heatmaps) -> np.ndarray:
@@ -196,9 +215,14 @@ def _to_numpy_maps(heatmaps) -> np.ndarray:
     return np.ascontiguousarray(heatmaps, dtype=np.float32)
 
 
-def decode_heatmaps(heatmaps, method: str = "dark", kernel: int = 11) -> tuple[np.ndarray, np.ndarray]:
+def decode_heatmaps(heatmaps, method: str = "dark", kernel: int = 11,
+                    parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode [N, K, H, W] heatmaps (numpy or torch) → (coords [N, K, 2] float32 heatmap px (x, y),
-    scores [N, K] float32 = raw map maxima). ``kernel`` is DARK's blur size (11 for 64×48 maps)."""
+    scores [N, K] float32 = raw map maxima). ``kernel`` is DARK's blur size (11 for 64×48 maps).
+
+    ``parallel``: numba threads over the N·K maps; None = only for batches of at least
+    ``PARALLEL_MIN_VALUES`` heatmap values and when numba has more than one thread.
+    """
     if method not in _METHOD_ID:
         raise ValueError(f"unknown heatmap decoding method {method!r}; known: {', '.join(METHODS)}")
     maps = _to_numpy_maps(heatmaps)
@@ -209,7 +233,10 @@ def decode_heatmaps(heatmaps, method: str = "dark", kernel: int = 11) -> tuple[n
     coords = np.zeros((n * k, 2), dtype=np.float32)
     scores = np.zeros(n * k, dtype=np.float32)
     if n * k and h * w:
-        _decode(maps.reshape(n * k, h, w), _METHOD_ID[method], g, coords, scores)
+        if parallel is None:
+            parallel = maps.size >= PARALLEL_MIN_VALUES and numba.get_num_threads() > 1
+        run = _decode_parallel if parallel else _decode_serial
+        run(maps.reshape(n * k, h, w), _METHOD_ID[method], g, coords, scores)
     return coords.reshape(n, k, 2), scores.reshape(n, k)
 
 

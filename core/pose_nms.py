@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -42,8 +43,8 @@ class NMSParams:
     lam: float = 1.7  # λ (port: mu), weight of H_sim
     eta: float = 22.48  # η (port: gamma), threshold for 17 keypoints; scaled by K/17
     part: float = 0.1  # paper: part-box side / S; alphapose: K_sim radius in px
-    alpha: float = 0.1  # alphapose: ref = alpha·S
-    match_count: int = 0  # eliminate when ≥ this many keypoints match (0 disables)
+    alpha: float = 0.1  # ref = alpha·S: match radius (alphapose: min(ref, match_cap) px), merge radius (alphapose)
+    match_count: int = 0  # eliminate when ≥ this many keypoints lie within the match radius (0 disables)
     match_cap: float = 7.0  # alphapose: match radius min(ref, cap) px
     merge_cap: float = 15.0  # alphapose: merge radius min(ref, cap) px (paper: the part box)
     score_threshold: float = 0.3  # drop poses whose max keypoint score is below this
@@ -75,6 +76,8 @@ def get_params(preset: str = "paper", **overrides) -> NMSParams:
         from core.errors import UserError
 
         raise UserError(f"unknown pose NMS preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    if not overrides:
+        return PRESETS[preset]
     names = {f.name for f in dataclasses.fields(NMSParams)}
     bad = sorted(set(overrides) - names)
     if bad:
@@ -82,101 +85,203 @@ def get_params(preset: str = "paper", **overrides) -> NMSParams:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
+@numba.njit(cache=True, inline="always")
+def _hterm(q, scale_inv, form):
+    """One H_sim term for squared distance q: exp(−q/(S²σ2)) (paper) or exp(−√q/δ2) (port);
+    ``scale_inv`` is 1/(S²σ2) or 1/δ2 (a multiply instead of divisions in the inner loop)."""
+    return np.exp(-q * scale_inv) if form == 0 else np.exp(-np.sqrt(q) * scale_inv)
+
+
 @numba.njit(cache=True)
-def _greedy(xy, conf, order, scale, form, sigma1, sigma2, lam, eta, part, alpha, match_count, match_cap):
+def _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_count, d2):
+    """Whether pose i is redundant to reference pose j (K_sim + λ·H_sim > η, or the match rule)."""
+    k = tconf.shape[1]
+    half = 0.5 * part * s
+    ksim = 0.0
+    nmatch = 0
+    dmin2 = np.inf
+    for p in range(k):
+        dx = xy[i, p, 0] - xy[j, p, 0]
+        dy = xy[i, p, 1] - xy[j, p, 1]
+        q = dx * dx + dy * dy
+        d2[p] = q
+        dmin2 = min(dmin2, q)
+        inside = (abs(dx) <= half and abs(dy) <= half) if form == 0 else q <= part * part
+        if inside:
+            ksim += tconf[i, p] * tconf[j, p]
+        if q <= match_r * match_r:
+            nmatch += 1
+    if match_count > 0 and nmatch >= match_count:
+        return True
+    # Every H_sim term is at most the closest keypoint's: one exp rejects most non-duplicates.
+    scale_inv = 1.0 / (s * s * sigma2) if form == 0 else 1.0 / sigma2
+    if ksim + lam * k * _hterm(dmin2, scale_inv, form) <= eta:
+        return False
+    hsim = 0.0
+    for p in range(k):
+        hsim += _hterm(d2[p], scale_inv, form)
+        if ksim + lam * hsim > eta:  # the remaining terms are ≥ 0: decided
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_count, match_cap):
     """owner[i] = index of the kept pose that eliminated pose i (kept poses own themselves)."""
-    n, k = conf.shape
+    n, k = tconf.shape
     owner = np.full(n, -1, np.int64)
-    tconf = np.tanh(conf / sigma1)
+    d2 = np.empty(k)
+    # Keypoint extents: the gap g between two extents bounds every same-keypoint distance from
+    # below, so H_sim ≤ k·h(g); pairs with λ·k·h(g) ≤ η and no possible part or match hit are
+    # rejected without per-keypoint work. h(g) ≤ η/(λk) ⟺ g ≥ g*, precomputed per reference.
+    ext = np.empty((n, 4))
+    for i in range(n):
+        x0 = x1 = xy[i, 0, 0]
+        y0 = y1 = xy[i, 0, 1]
+        for p in range(1, k):
+            x0 = min(x0, xy[i, p, 0])
+            x1 = max(x1, xy[i, p, 0])
+            y0 = min(y0, xy[i, p, 1])
+            y1 = max(y1, xy[i, p, 1])
+        ext[i, 0] = x0
+        ext[i, 1] = y0
+        ext[i, 2] = x1
+        ext[i, 3] = y1
+    log_ratio = np.log(lam * k / eta) if lam * k > eta else 0.0
     for oi in range(n):
         j = order[oi]
         if owner[j] >= 0:
             continue
         owner[j] = j
         s = scale[j]
+        match_r = min(alpha * s, match_cap) if form == 1 else alpha * s
         half = 0.5 * part * s
-        match_r = min(alpha * s, match_cap)
+        # g*² (slightly enlarged so rounding never rejects a pair the full test would keep)
+        gq = s * s * sigma2 * log_ratio if form == 0 else (sigma2 * log_ratio) ** 2
+        gq = gq * (1 + 1e-9) + 1e-300
         for oc in range(oi + 1, n):
             i = order[oc]
             if owner[i] >= 0:
                 continue
-            ksim = 0.0
-            hsim = 0.0
-            nmatch = 0
-            for p in range(k):
-                dx = xy[i, p, 0] - xy[j, p, 0]
-                dy = xy[i, p, 1] - xy[j, p, 1]
-                if form == 0:
-                    if abs(dx) <= half and abs(dy) <= half:
-                        ksim += tconf[i, p] * tconf[j, p]
-                    hsim += np.exp(-((dx * dx + dy * dy) / (s * s)) / sigma2)
-                else:
-                    d = np.sqrt(dx * dx + dy * dy)
-                    if d <= part:
-                        ksim += tconf[i, p] * tconf[j, p]
-                    hsim += np.exp(-d / sigma2)
-                    if d <= match_r:
-                        nmatch += 1
-            if ksim + lam * hsim > eta or (match_count > 0 and nmatch >= match_count):
+            gx = max(0.0, ext[i, 0] - ext[j, 2], ext[j, 0] - ext[i, 2])
+            gy = max(0.0, ext[i, 1] - ext[j, 3], ext[j, 1] - ext[i, 3])
+            g2 = gx * gx + gy * gy
+            if g2 >= gq:
+                no_part = (gx > half or gy > half) if form == 0 else g2 > part * part
+                if no_part and not (match_count > 0 and g2 <= match_r * match_r):
+                    continue
+            if _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_count, d2):
                 owner[i] = j
     return owner
 
 
 @numba.njit(cache=True)
-def _merge(xy, conf, owner, kept, scale, form, part, alpha, merge_cap):
-    """Score-weighted average of each kept pose's cluster within the merge distance of its keypoints."""
-    m, k = kept.shape[0], conf.shape[1]
+def _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap):
+    """Per kept pose (greedy order): score-weighted average of its cluster's keypoints that lie
+    within the merge distance of its own → (kept [M], xy [M, K, 2], scores Σc²/Σc [M, K])."""
+    n, k = conf.shape
+    slot = np.full(n, -1, np.int64)
+    kept = np.empty(n, np.int64)
+    m = 0
+    for oi in range(n):
+        j = order[oi]
+        if owner[j] == j:
+            slot[j] = m
+            kept[m] = j
+            m += 1
+    acc = np.zeros((m, k, 7))  # Σc, Σc², Σc·x, Σc·y, count, Σx, Σy
+    for i in range(n):  # one pass: each pose adds to its owner's sums
+        j = owner[i]
+        q = slot[j]
+        r = 0.5 * part * scale[j] if form == 0 else min(alpha * scale[j], merge_cap)
+        for p in range(k):
+            dx = xy[i, p, 0] - xy[j, p, 0]
+            dy = xy[i, p, 1] - xy[j, p, 1]
+            inside = (abs(dx) <= r and abs(dy) <= r) if form == 0 else (dx * dx + dy * dy <= r * r)
+            if inside:
+                c = conf[i, p]
+                acc[q, p, 0] += c
+                acc[q, p, 1] += c * c
+                acc[q, p, 2] += c * xy[i, p, 0]
+                acc[q, p, 3] += c * xy[i, p, 1]
+                acc[q, p, 4] += 1.0
+                acc[q, p, 5] += xy[i, p, 0]
+                acc[q, p, 6] += xy[i, p, 1]
     out_xy = np.empty((m, k, 2))
     out_c = np.empty((m, k))
-    n = owner.shape[0]
+    for q in range(m):
+        for p in range(k):
+            a = acc[q, p]
+            if a[0] > 0:
+                out_xy[q, p, 0] = a[2] / a[0]
+                out_xy[q, p, 1] = a[3] / a[0]
+                out_c[q, p] = a[1] / a[0]
+            else:  # every matched score is zero: plain average, score 0
+                out_xy[q, p, 0] = a[5] / a[4]
+                out_xy[q, p, 1] = a[6] / a[4]
+                out_c[q, p] = 0.0
+    return kept[:m], out_xy, out_c
+
+
+@numba.njit(cache=True)
+def _pose_nms(kp, tconf, boxes, scores, prm):
+    """The whole NMS in one call (one dispatch): order, scales, greedy elimination, merge, filter."""
+    n, k = kp.shape[0], kp.shape[1]
+    form, by_mean, sigma2, lam, eta = int(prm[0]), prm[1] > 0, prm[3], prm[4], prm[5]
+    part, alpha, match_count, match_cap, merge_cap = prm[6], prm[7], int(prm[8]), prm[9], prm[10]
+    score_thr, min_area, rescore = prm[11], prm[12], prm[13] > 0
+    xy = kp[:, :, :2]
+    conf = kp[:, :, 2]
+    key = np.empty(n)
+    scale = np.empty(n)
+    for i in range(n):
+        if by_mean:
+            total = 0.0
+            for p in range(k):
+                total += conf[i, p]
+            key[i] = -(total / k)
+        else:
+            key[i] = -scores[i]
+        s = max(boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1])
+        if not s > 0:  # degenerate box: keypoint extent, then 1
+            s = max(xy[i, :, 0].max() - xy[i, :, 0].min(), xy[i, :, 1].max() - xy[i, :, 1].min())
+            if not s > 0:
+                s = 1.0
+        scale[i] = s
+    order = np.argsort(key, kind="mergesort")  # stable: ties keep input order
+    owner = _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_count, match_cap)
+    kept, mxy, mc = _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap)
+    m = kept.shape[0]
+    keep = np.zeros(m, np.bool_)
+    out_sc = np.empty(m)
     for q in range(m):
         j = kept[q]
-        s = scale[j]
-        r = 0.5 * part * s if form == 0 else min(alpha * s, merge_cap)
+        cmax = conf[j, 0]
+        mmax = mc[q, 0]
+        msum = 0.0
         for p in range(k):
-            wsum = 0.0
-            csum = 0.0
-            sx = 0.0
-            sy = 0.0
-            cnt = 0
-            ux = 0.0
-            uy = 0.0
-            for i in range(n):
-                if owner[i] != j:
-                    continue
-                dx = xy[i, p, 0] - xy[j, p, 0]
-                dy = xy[i, p, 1] - xy[j, p, 1]
-                inside = (abs(dx) <= r and abs(dy) <= r) if form == 0 else (dx * dx + dy * dy <= r * r)
-                if not inside:
-                    continue
-                c = conf[i, p]
-                wsum += c
-                csum += c * c
-                sx += c * xy[i, p, 0]
-                sy += c * xy[i, p, 1]
-                cnt += 1
-                ux += xy[i, p, 0]
-                uy += xy[i, p, 1]
-            if wsum > 0:
-                out_xy[q, p, 0] = sx / wsum
-                out_xy[q, p, 1] = sy / wsum
-                out_c[q, p] = csum / wsum
-            else:  # all matched scores are zero: plain average, score 0
-                out_xy[q, p, 0] = ux / cnt
-                out_xy[q, p, 1] = uy / cnt
-                out_c[q, p] = 0.0
-    return out_xy, out_c
+            cmax = max(cmax, conf[j, p])
+            mmax = max(mmax, mc[q, p])
+            msum += mc[q, p]
+        ok = cmax >= score_thr and mmax >= score_thr
+        if ok and min_area > 0:
+            w = mxy[q, :, 0].max() - mxy[q, :, 0].min()
+            h = mxy[q, :, 1].max() - mxy[q, :, 1].min()
+            ok = w * h >= min_area
+        keep[q] = ok
+        out_sc[q] = msum / k + scores[j] + 1.25 * mmax if rescore else scores[j]
+    out_kp = np.empty((m, k, 3))
+    out_kp[:, :, :2] = mxy
+    out_kp[:, :, 2] = mc
+    return kept[keep], out_kp[keep], out_sc[keep]
 
 
-def _box_scale(boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-    """S = max(box w, h); falls back to the keypoint extent, then 1, for degenerate boxes."""
-    s = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).astype(np.float64)
-    bad = ~(s > 0)
-    if bad.any():
-        xy = keypoints[bad, :, :2]
-        ext = np.maximum(np.ptp(xy[..., 0], axis=1), np.ptp(xy[..., 1], axis=1)) if xy.size else np.zeros(0)
-        s[bad] = np.where(ext > 0, ext, 1.0)
-    return s
+@lru_cache(maxsize=64)
+def _pack(params: NMSParams, k: int) -> np.ndarray:
+    return np.array([_FORMS[params.form], params.order == "mean_keypoint", params.sigma1, params.sigma2, params.lam,
+                     params.eta * k / 17.0, params.part, params.alpha, params.match_count, params.match_cap,
+                     params.merge_cap, params.score_threshold, params.min_area, params.rescore == "alphapose"],
+                    dtype=np.float64)
 
 
 def pose_nms_arrays(keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndarray, params: NMSParams):
@@ -185,37 +290,17 @@ def pose_nms_arrays(keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndarray
     keypoints [N, K, 3] (x, y, score) px, boxes [N, 4] xyxy, scores [N] person scores →
     (kept indices [M] in greedy order, merged keypoints [M, K, 3] float64, person scores [M] float64).
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    n = kp.shape[0]
+    kp = np.ascontiguousarray(keypoints, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[-1] != 3:
+        raise ValueError(f"keypoints must be [N, K, 3], got shape {kp.shape}")
+    n, k = kp.shape[:2]
     if n == 0:
-        k = kp.shape[1] if kp.ndim == 3 else 0
         return np.zeros(0, np.int64), np.zeros((0, k, 3)), np.zeros(0)
-    k = kp.shape[1]
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(n)
-    xy = np.ascontiguousarray(kp[..., :2])
-    conf = np.ascontiguousarray(kp[..., 2])
-    key = scores if params.order == "score" else conf.mean(1)
-    order = np.argsort(-key, kind="stable").astype(np.int64)
-    scale = _box_scale(boxes, kp)
-    form = _FORMS[params.form]
-    eta = params.eta * k / 17.0
-    owner = _greedy(xy, conf, order, scale, form, float(params.sigma1), float(params.sigma2), float(params.lam),
-                    float(eta), float(params.part), float(params.alpha), int(params.match_count),
-                    float(params.match_cap))
-    kept = order[owner[order] == order]
-    mxy, mc = _merge(xy, conf, owner, kept, scale, form, float(params.part), float(params.alpha),
-                     float(params.merge_cap))
-    ok = (conf[kept].max(1) >= params.score_threshold) & (mc.max(1) >= params.score_threshold)
-    if params.min_area > 0:
-        ext = np.ptp(mxy, axis=1)
-        ok &= ext[:, 0] * ext[:, 1] >= params.min_area
-    kept, mxy, mc = kept[ok], mxy[ok], mc[ok]
-    if params.rescore == "alphapose":
-        out_scores = mc.mean(1) + scores[kept] + 1.25 * mc.max(1)
-    else:
-        out_scores = scores[kept]
-    return kept, np.concatenate([mxy, mc[..., None]], -1), out_scores
+    boxes = np.ascontiguousarray(boxes, dtype=np.float64).reshape(n, 4)
+    scores = np.ascontiguousarray(scores, dtype=np.float64).reshape(n)
+    # tanh once, vectorised, here: per keypoint pair inside the loop it would dominate the cost
+    tconf = np.tanh(kp[..., 2] if params.sigma1 == 1.0 else kp[..., 2] / params.sigma1)
+    return _pose_nms(kp, tconf, boxes, scores, _pack(params, k))
 
 
 def pose_nms(poses: Poses, preset: str = "paper", **overrides) -> Poses:

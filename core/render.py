@@ -73,9 +73,9 @@ def _shade(color: np.ndarray, side: int) -> np.ndarray:
 
 
 def _sizes(frame: np.ndarray) -> tuple[int, int]:
-    """Line thickness and keypoint radius scaled with the frame (2 px / 3 px at 640 wide)."""
+    """Line thickness and keypoint radius scaled with the frame (2 px / 2 px at 640 wide, 4 px / 7 px at 1768)."""
     s = max(frame.shape[0], frame.shape[1]) / 640.0
-    return max(1, round(2 * s)), max(2, round(3 * s))
+    return max(1, round(1.5 * s)), max(2, round(2.5 * s))
 
 
 def draw_poses(frame: np.ndarray, poses: Poses, cfg: RenderConfig | None = None) -> np.ndarray:
@@ -127,6 +127,7 @@ def draw_poses(frame: np.ndarray, poses: Poses, cfg: RenderConfig | None = None)
 
 def _draw_labels(frame: np.ndarray, poses: Poses, cfg: RenderConfig, thickness: int) -> None:
     font_scale = max(0.4, frame.shape[0] / 1000.0 * 0.8)
+    text_thickness = max(1, round(font_scale * 1.5))
     for i in range(len(poses)):
         tid = int(poses.track_ids[i])
         color = (track_color(tid) if tid >= 0 else np.array([255, 255, 255])).tolist()
@@ -143,5 +144,6 @@ def _draw_labels(frame: np.ndarray, poses: Poses, cfg: RenderConfig, thickness: 
         if parts:
             text = " ".join(parts)
             org = (x1, max(y1 - 6, int(20 * font_scale)))
-            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, thickness, cv2.LINE_AA)
+            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), text_thickness + 2,
+                        cv2.LINE_AA)
+            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, text_thickness, cv2.LINE_AA)

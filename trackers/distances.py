@@ -77,6 +77,12 @@ def _pairwise(det: PoseSet, trk: PoseSet):
     return d2, both, both.sum(-1)
 
 
+def _fall_back_to_iou(sim, count, det, trk):
+    """Box IoU where two poses share no valid keypoint."""
+    none = count == 0
+    return np.where(none, iou_similarity(det, trk), sim) if none.any() else sim
+
+
 def oks_similarity(det: PoseSet, trk: PoseSet, sigmas: np.ndarray) -> np.ndarray:
     """OKS [D, T] over keypoints valid in both poses, with the track's predicted box area.
 
@@ -90,7 +96,7 @@ def oks_similarity(det: PoseSet, trk: PoseSet, sigmas: np.ndarray) -> np.ndarray
     shrink = kp_var / (kp_var + trk.var[:, None])  # d² / (var + extra) == (d²·shrink) / var
     ks = keypoint_similarity(d2 * shrink[None], area[None], sigmas)
     oks = np.where(both, ks, 0.0).sum(-1) / np.maximum(count, 1)
-    return np.where(count > 0, oks, iou_similarity(det, trk))
+    return _fall_back_to_iou(oks, count, det, trk)
 
 
 def l2_similarity(det: PoseSet, trk: PoseSet) -> np.ndarray:
@@ -99,7 +105,7 @@ def l2_similarity(det: PoseSet, trk: PoseSet) -> np.ndarray:
     mean_d = np.where(both, np.sqrt(d2), 0.0).sum(-1) / np.maximum(count, 1)
     scale2 = L2_SCALE ** 2 * trk.areas + trk.var
     sim = np.exp(-mean_d ** 2 / (2 * scale2[None]))
-    return np.where(count > 0, sim, iou_similarity(det, trk))
+    return _fall_back_to_iou(sim, count, det, trk)
 
 
 def oks_iou_similarity(det: PoseSet, trk: PoseSet, sigmas: np.ndarray, oks_weight: float) -> np.ndarray:

@@ -1,9 +1,14 @@
-"""Constant-velocity Kalman filter on a person box: centre and size (filterpy).
+"""Constant-velocity Kalman filter on person boxes (centre and size), for many tracks at once.
 
-State [cx, cy, w, h, vcx, vcy, vw, vh] in pixels and pixels per second. Noise scales with the
-box height, so the same settings serve near and far people: process noise is a piecewise white
-acceleration of ``process_noise`` box heights/s², measurement noise ``measurement_noise`` box
-heights. Time steps are real seconds, so dropped or irregular frames predict correctly.
+State per track [cx, cy, w, h, vcx, vcy, vw, vh] in pixels and pixels per second; the measurement
+is the box centre and size. Noise scales with the box height so the same settings serve near and
+far people: process noise is filterpy's piecewise white acceleration model with std
+``process_noise`` box heights/s², measurement noise ``measurement_noise`` box heights. Time steps
+are real seconds, so dropped or irregular frames predict correctly.
+
+The equations are filterpy's ``KalmanFilter.predict`` / ``update`` (Joseph-form covariance
+update); they are evaluated batched over all tracks because one filterpy object per person costs
+more than the whole per-frame budget of the tracker (tests check both agree step by step).
 """
 from __future__ import annotations
 
@@ -11,16 +16,15 @@ from functools import lru_cache
 
 import numpy as np
 from filterpy.common import Q_discrete_white_noise
-from filterpy.kalman import KalmanFilter
 
-_H = np.eye(4, 8)
-_MIN_SIZE = 1.0
-_INITIAL_VELOCITY_STD = 1.0  # box heights per second: a walking person before any evidence
+MIN_SIZE = 1.0
+INITIAL_VELOCITY_STD = 1.0  # box heights per second: a walking person before any evidence
+_I8 = np.eye(8)
 
 
 def xyxy_to_cxcywh(box: np.ndarray) -> np.ndarray:
     box = np.asarray(box, dtype=np.float64)
-    wh = np.maximum(box[..., 2:] - box[..., :2], _MIN_SIZE)
+    wh = np.maximum(box[..., 2:] - box[..., :2], MIN_SIZE)
     return np.concatenate([(box[..., :2] + box[..., 2:]) / 2, wh], axis=-1)
 
 
@@ -31,8 +35,8 @@ def cxcywh_to_xyxy(state: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _transition(dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """F and the unit-variance process noise Q for a step of dt seconds."""
+def transition(dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """F and the unit-variance process noise Q (filterpy's model) for a step of dt seconds."""
     f = np.eye(8)
     f[:4, 4:] = np.eye(4) * dt
     q = Q_discrete_white_noise(dim=2, dt=dt, var=1.0, block_size=4, order_by_dim=False)
@@ -41,56 +45,74 @@ def _transition(dt: float) -> tuple[np.ndarray, np.ndarray]:
     return f, q
 
 
-class BoxKalman:
-    """One person's box filter."""
+def _heights(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x[:, 3], MIN_SIZE)
 
-    def __init__(self, box: np.ndarray, process_noise: float, measurement_noise: float):
-        self.process_noise = float(process_noise)
-        self.measurement_noise = float(measurement_noise)
-        z = xyxy_to_cxcywh(box)
-        kf = KalmanFilter(dim_x=8, dim_z=4)
-        kf.H = _H
-        kf.x = np.concatenate([z, np.zeros(4)])[:, None]
-        h = z[3]
-        pos_std = 2 * self.measurement_noise * h
-        vel_std = _INITIAL_VELOCITY_STD * h
-        kf.P = np.diag([pos_std ** 2] * 4 + [vel_std ** 2] * 4)
-        self._kf = kf
 
-    @property
-    def _height(self) -> float:
-        return max(float(self._kf.x[3, 0]), _MIN_SIZE)
+def initiate(boxes: np.ndarray, measurement_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """States [N, 8] (zero velocity) and covariances [N, 8, 8] for new tracks."""
+    z = xyxy_to_cxcywh(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    x = np.concatenate([z, np.zeros_like(z)], axis=1)
+    h = _heights(x)
+    var = np.concatenate([np.repeat(((2 * measurement_noise * h) ** 2)[:, None], 4, 1),
+                          np.repeat(((INITIAL_VELOCITY_STD * h) ** 2)[:, None], 4, 1)], axis=1)
+    p = np.zeros((len(x), 8, 8))
+    p[:, np.arange(8), np.arange(8)] = var
+    return x, p
 
-    def predict(self, dt: float) -> None:
-        f, q = _transition(round(float(dt), 6))
-        self._kf.predict(F=f, Q=q * (self.process_noise * self._height) ** 2)
-        x = self._kf.x
-        for i in (2, 3):  # a shrinking box must not pass through zero size
-            if x[i, 0] < _MIN_SIZE:
-                x[i, 0] = _MIN_SIZE
-                x[i + 4, 0] = 0.0
 
-    def hold_size(self) -> None:
-        """Stop the size from drifting (a person's size does not keep changing while unseen)."""
-        self._kf.x[6:8, 0] = 0.0
+def process_noise_matrix(x: np.ndarray, dt: float, process_noise: float) -> np.ndarray:
+    """Q [N, 8, 8] for each track's current height."""
+    _, q = transition(round(float(dt), 6))
+    return q[None] * ((process_noise * _heights(x)) ** 2)[:, None, None]
 
-    def update(self, box: np.ndarray) -> None:
-        z = xyxy_to_cxcywh(box)
-        r = (self.measurement_noise * max(z[3], _MIN_SIZE)) ** 2
-        self._kf.update(z, R=np.eye(4) * r)
 
-    @property
-    def state(self) -> np.ndarray:
-        """[cx, cy, w, h, vcx, vcy, vw, vh]."""
-        return self._kf.x[:, 0]
+def predict(x: np.ndarray, p: np.ndarray, dt: float, process_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Advance all tracks by dt seconds; sizes are kept at or above MIN_SIZE."""
+    if len(x) == 0:
+        return x, p
+    f, _ = transition(round(float(dt), 6))
+    q = process_noise_matrix(x, dt, process_noise)
+    x = x @ f.T
+    p = f @ p @ f.T + q
+    small = x[:, 2:4] < MIN_SIZE  # a shrinking box must not pass through zero size
+    if small.any():
+        x[:, 2:4] = np.where(small, MIN_SIZE, x[:, 2:4])
+        x[:, 6:8] = np.where(small, 0.0, x[:, 6:8])
+    return x, p
 
-    @property
-    def box(self) -> np.ndarray:
-        """Current (predicted or corrected) box, x1, y1, x2, y2."""
-        return cxcywh_to_xyxy(self._kf.x[:4, 0])
 
-    @property
-    def position_variance(self) -> float:
-        """Mean variance of the centre position along x and y, pixels²."""
-        p = self._kf.P
-        return float(p[0, 0] + p[1, 1]) / 2
+def measurement_noise_matrix(boxes: np.ndarray, measurement_noise: float) -> np.ndarray:
+    """R [N, 4, 4] from each measured box's height."""
+    z = xyxy_to_cxcywh(boxes)
+    r = (measurement_noise * np.maximum(z[:, 3], MIN_SIZE)) ** 2
+    return np.eye(4)[None] * r[:, None, None]
+
+
+def update(x: np.ndarray, p: np.ndarray, boxes: np.ndarray, measurement_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correct N tracks with N measured boxes (rows aligned)."""
+    if len(x) == 0:
+        return x, p
+    z = xyxy_to_cxcywh(boxes)
+    r = measurement_noise_matrix(boxes, measurement_noise)
+    s = p[:, :4, :4] + r  # H P Hᵀ + R with H = [I 0]
+    k = p[:, :, :4] @ np.linalg.inv(s)  # P Hᵀ S⁻¹
+    x = x + (k @ (z - x[:, :4])[:, :, None])[:, :, 0]
+    i_kh = _I8 - np.concatenate([k, np.zeros_like(k)], axis=2)
+    p = i_kh @ p @ i_kh.transpose(0, 2, 1) + k @ r @ k.transpose(0, 2, 1)
+    return x, p
+
+
+def hold_size(x: np.ndarray, rows) -> None:
+    """Stop sizes from drifting (a person's size does not keep changing while unseen); in place."""
+    x[rows, 6:8] = 0.0
+
+
+def boxes_of(x: np.ndarray) -> np.ndarray:
+    """Boxes [N, 4] x1, y1, x2, y2 of states [N, 8]."""
+    return cxcywh_to_xyxy(x[:, :4])
+
+
+def position_variance(p: np.ndarray) -> np.ndarray:
+    """Mean variance of the centre position along x and y, pixels² [N]."""
+    return (p[:, 0, 0] + p[:, 1, 1]) / 2

@@ -9,8 +9,13 @@ Scores of the other keypoints go through a first-order low-pass (factor ``score_
 One-Euro follows MediaPipe's landmark smoother: x and y are filtered separately, the speed is
 taken against the previous *raw* value and measured in person sizes per second (size = mean of
 the width and height of the visible keypoints' extent), so ``min_cutoff`` 0.05 Hz, ``beta`` 80
-and ``d_cutoff`` 1 Hz behave the same for near and far people. The Kalman alternative is a
-constant-velocity filter per coordinate with noises in person sizes.
+and ``d_cutoff`` 1 Hz behave the same for near and far people. ``strength`` divides min_cutoff
+and beta: 1 is MediaPipe's filter exactly; the default 4 is what reduces the frame-to-frame
+acceleration of a keypoint moving at walking speed by half with under a frame of lag (MediaPipe's
+own values remove only 30-40% of it there; see bench/bench_trackers.py). The Kalman alternative
+is a constant-velocity filter per coordinate (piecewise white acceleration, std
+``process_noise / strength`` person sizes/s², measurement std ``measurement_noise`` sizes): no
+lag at constant speed, more lag than One-Euro on sudden moves.
 
 All tracks are filtered at once: their states are stacked into one [M, K, C] array per call.
 """

@@ -2,22 +2,31 @@
 
 Life cycle of a track:
 
-* **tentative** — created for every detection nothing matched; it already carries a fresh id
-  and its pose is output with that id (every shown person has an id). A tentative track that
-  misses a single frame is removed.
+* **tentative** — created for every detection no track took; it already carries a fresh id and
+  its pose is output with that id (every shown person has an id). A tentative track that misses
+  two frames in a row is removed (one dropped frame is forgiven).
 * **confirmed** — after ``min_hits`` matched frames.
-* **lost** — a confirmed track that found no detection; it keeps predicting with its Kalman
-  filter and can be matched again (keeping its id) until it has been unseen for longer than
-  ``max_age_s``, then it is removed.
+* **lost** — a confirmed track that found no detection; it coasts on its Kalman prediction (its
+  size frozen) and is matched again, keeping its id, until it has been unseen for longer than
+  ``max_age_s``; then it is removed.
 
 Ids are never reused, not even after ``reset()``.
 
-Matching is a cascade: tracks seen in the previous frame are assigned first, lost tracks then
-compete for the detections left over, so a long-lost track with a wide uncertainty cannot take
-a detection away from a person tracked without a gap. Each stage is one
-``scipy.optimize.linear_sum_assignment`` on ``1 - similarity`` with pairs below
-``min_similarity`` forbidden (gating). A track's predicted pose is its last observed keypoints
-(relative to its box) placed on its Kalman-predicted box.
+Assignment is one ``scipy.optimize.linear_sum_assignment`` over all tracks. A pair is allowed
+(gating) when its similarity, widened by the track's position uncertainty, reaches
+``min_similarity``; its cost is ``1 - similarity`` against the exact prediction, so a precisely
+predicted track wins over a long-lost vague one, while the vague one can still take a detection
+nobody else explains. A track's predicted pose is its last observed keypoints (relative to its
+box) placed on its Kalman-predicted box.
+
+Recovery: a lost track that still found nothing may take a leftover detection of similar box
+extent lying within ``recovery_speed`` body sizes per second of unseen time from where it was
+last seen or predicted (a jump, a turn or a stop behind an occluder defeats constant velocity;
+on the demo video this keeps the id of the man who flips off the box, unseen for 0.6 s). Its
+Kalman filter restarts at the new place.
+
+All per-track state is held in arrays aligned with the track order, so a frame costs a few
+vectorised operations whatever the number of people.
 """
 from __future__ import annotations
 
@@ -27,53 +36,15 @@ from scipy.optimize import linear_sum_assignment
 from core.config import TrackingConfig
 from core.errors import UserError
 from core.poses import Poses
+from trackers import kalman_box as kb
 from trackers.distances import PoseSet, cost_matrix, make_similarity
-from trackers.kalman_box import BoxKalman, xyxy_to_cxcywh
 
-TENTATIVE = "tentative"
-CONFIRMED = "confirmed"
-LOST = "lost"
+TENTATIVE, CONFIRMED, LOST = 0, 1, 2
+STATE_NAMES = {TENTATIVE: "tentative", CONFIRMED: "confirmed", LOST: "lost"}
 
 _INFEASIBLE = 1e6
 _TENTATIVE_MAX_MISSES = 1  # a new track survives one dropped frame before it is confirmed
-
-
-class Track:
-    """One person: box filter, keypoint template, life-cycle counters."""
-
-    __slots__ = ("track_id", "kalman", "template", "template_valid", "hits", "misses", "state",
-                 "last_update")
-
-    def __init__(self, track_id: int, box, keypoints_xy, valid, timestamp: float, cfg: TrackingConfig):
-        self.track_id = track_id
-        self.kalman = BoxKalman(box, cfg.process_noise, cfg.measurement_noise)
-        k = len(valid)
-        self.template = np.zeros((k, 2))  # keypoints relative to the box centre, in box sizes
-        self.template_valid = np.zeros(k, dtype=bool)
-        self.hits = 1
-        self.misses = 0
-        self.state = CONFIRMED if cfg.min_hits <= 1 else TENTATIVE
-        self.last_update = timestamp
-        self._learn(box, keypoints_xy, valid)
-
-    def _learn(self, box, keypoints_xy, valid) -> None:
-        c = xyxy_to_cxcywh(box)
-        rel = (keypoints_xy - c[:2]) / c[2:]
-        self.template[valid] = rel[valid]
-        self.template_valid |= valid
-
-    def update(self, box, keypoints_xy, valid, timestamp: float, min_hits: int) -> None:
-        self.kalman.update(box)
-        self._learn(box, keypoints_xy, valid)
-        self.hits += 1
-        self.misses = 0
-        self.last_update = timestamp
-        if self.state == LOST or (self.state == TENTATIVE and self.hits >= min_hits):
-            self.state = CONFIRMED
-
-    def predicted_keypoints(self) -> np.ndarray:
-        s = self.kalman.state
-        return s[:2] + self.template * s[2:4]
+_RECOVERY_SIZE_RATIO = 1.25  # recovery needs a box of similar extent (max of width and height)
 
 
 class PoseTracker:
@@ -85,7 +56,7 @@ class PoseTracker:
     """
 
     def __init__(self, cfg: TrackingConfig, fps: float):
-        if not fps or fps <= 0 or not np.isfinite(fps):
+        if not fps or not np.isfinite(fps) or fps <= 0:
             raise UserError(f"tracker needs a positive frame rate, got {fps}")
         self.cfg = cfg
         self.fps = float(fps)
@@ -94,9 +65,35 @@ class PoseTracker:
 
     def reset(self) -> None:
         """Forget every track (seek / new source); ids keep counting up."""
-        self.tracks: list[Track] = []
         self._last_timestamp: float | None = None
         self._layout: str | None = None
+        self._similarity = None
+        self._similarity_key = None
+        self._clear(0)
+
+    def _clear(self, k: int) -> None:
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.states = np.zeros(0, dtype=np.int8)
+        self.hits = np.zeros(0, dtype=np.int64)
+        self.misses = np.zeros(0, dtype=np.int64)
+        self.last_update = np.zeros(0)
+        self.last_box = np.zeros((0, 4))  # box of the last matched detection
+        self.x, self.p = np.zeros((0, 8)), np.zeros((0, 8, 8))
+        self.template = np.zeros((0, k, 2))  # keypoints relative to the box centre, in box sizes
+        self.template_valid = np.zeros((0, k), dtype=bool)
+
+    def track_states(self) -> dict[int, str]:
+        """{track id: 'tentative' | 'confirmed' | 'lost'} of the tracks alive now."""
+        return {int(i): STATE_NAMES[int(s)] for i, s in zip(self.ids, self.states)}
+
+    def _check(self) -> None:
+        cfg = self.cfg
+        if cfg.max_age_s < 0 or cfg.min_hits < 1:
+            raise UserError("tracking.max_age_s must be >= 0 and tracking.min_hits >= 1")
+        if not 0 <= cfg.min_similarity <= 1:
+            raise UserError(f"tracking.min_similarity must lie in [0, 1], got {cfg.min_similarity}")
+        if cfg.process_noise <= 0 or cfg.measurement_noise <= 0:
+            raise UserError("tracking.process_noise and tracking.measurement_noise must be > 0")
 
     def update(self, poses: Poses, timestamp: float) -> Poses:
         cfg = self.cfg
@@ -104,80 +101,142 @@ class PoseTracker:
         if not cfg.enabled:
             out.track_ids[:] = -1
             return out
-        if cfg.max_age_s < 0 or cfg.min_hits < 1:
-            raise UserError("tracking.max_age_s must be >= 0 and tracking.min_hits >= 1")
-        if self._layout is not None and poses.layout != self._layout:
-            self.tracks = []  # keypoint templates of another layout are meaningless
-        self._layout = poses.layout
+        self._check()
+        key = (cfg.distance, poses.layout, cfg.oks_weight)
+        if key != self._similarity_key:
+            self._similarity = make_similarity(*key)
+            self._similarity_key = key
+        if poses.layout != self._layout:
+            self._clear(poses.num_keypoints)  # keypoint templates of another layout are meaningless
+            self._layout = poses.layout
         timestamp = float(timestamp)
         dt = 1.0 / self.fps
         if self._last_timestamp is not None and timestamp > self._last_timestamp:
             dt = timestamp - self._last_timestamp
         self._last_timestamp = timestamp
 
-        for track in self.tracks:
-            track.kalman.predict(dt)
-
-        similarity = make_similarity(cfg.distance, poses.layout, cfg.oks_weight)
+        self.x, self.p = kb.predict(self.x, self.p, dt, cfg.process_noise)
         boxes = np.asarray(poses.boxes, dtype=np.float64)
         xy = np.asarray(poses.keypoints[:, :, :2], dtype=np.float64)
         valid = poses.keypoints[:, :, 2] > cfg.keypoint_threshold
-        dets = PoseSet(boxes, xy, valid, np.zeros(len(poses)))
+        rows, cols = self._assign(PoseSet(boxes, xy, valid, np.zeros(len(poses))))
+        r_rows, r_cols = self._recover(boxes, rows, cols, timestamp)
+        if len(r_cols):  # the motion model failed them: restart their filters at the new place
+            self.x[r_cols], self.p[r_cols] = kb.initiate(boxes[r_rows], cfg.measurement_noise)
+            rows, cols = np.concatenate([rows, r_rows]), np.concatenate([cols, r_cols])
 
         ids = np.full(len(poses), -1, dtype=np.int64)
-        matched: set[int] = set()
-        for d, track in self._assign(self.tracks, dets, similarity):
-            track.update(boxes[d], xy[d], valid[d], timestamp, cfg.min_hits)
-            ids[d] = track.track_id
-            matched.add(id(track))
-        free = np.flatnonzero(ids < 0)
-
-        survivors = []
-        for track in self.tracks:
-            if id(track) not in matched:
-                track.misses += 1
-                if track.state == TENTATIVE:
-                    if track.misses > _TENTATIVE_MAX_MISSES:
-                        continue
-                    survivors.append(track)
-                    continue
-                if track.state != LOST:
-                    track.kalman.hold_size()
-                track.state = LOST
-                if timestamp - track.last_update > cfg.max_age_s:
-                    continue
-            survivors.append(track)
-        for d in free:
-            track = Track(self._next_id, boxes[d], xy[d], valid[d], timestamp, cfg)
-            self._next_id += 1
-            ids[d] = track.track_id
-            survivors.append(track)
-        self.tracks = survivors
+        ids[rows] = self.ids[cols]
+        self._correct(cols, boxes[rows], xy[rows], valid[rows], timestamp)
+        self._age(cols, timestamp)
+        new = np.flatnonzero(ids < 0)
+        ids[new] = self._start(boxes[new], xy[new], valid[new], timestamp)
         out.track_ids = ids
         return out
 
-    def _assign(self, tracks: list[Track], dets: PoseSet, similarity) -> list[tuple[int, Track]]:
-        """Hungarian assignment of detections to tracks; returns (detection row, track) pairs.
-
-        The gate uses the similarity widened by each track's position uncertainty (so a track
-        unseen for a while may still be matched), the cost the similarity against its exact
-        prediction (so a precisely predicted track wins over a vague one).
-        """
-        if not tracks or len(dets.boxes) == 0:
-            return []
-        predicted = PoseSet(
-            np.stack([t.kalman.box for t in tracks]),
-            np.stack([t.predicted_keypoints() for t in tracks]),
-            np.stack([t.template_valid for t in tracks]),
-            np.array([t.kalman.position_variance for t in tracks]),
-        )
-        plausible = similarity(dets, predicted) >= self.cfg.min_similarity
-        fit = similarity(dets, predicted._replace(var=np.zeros(len(tracks))))
+    def _assign(self, dets: PoseSet) -> tuple[np.ndarray, np.ndarray]:
+        """Hungarian assignment; returns aligned (detection rows, track rows)."""
+        empty = np.zeros(0, dtype=np.int64)
+        if len(self.ids) == 0 or len(dets.boxes) == 0:
+            return empty, empty
+        pred_boxes = kb.boxes_of(self.x)
+        pred_xy = self.x[:, None, :2] + self.template * self.x[:, None, 2:4]
+        tracks = PoseSet(pred_boxes, pred_xy, self.template_valid, kb.position_variance(self.p))
+        plausible = self._similarity(dets, tracks) >= self.cfg.min_similarity
+        fit = self._similarity(dets, tracks._replace(var=np.zeros(len(self.ids))))
         cost = np.where(plausible, cost_matrix(fit), _INFEASIBLE)
         rows, cols = linear_sum_assignment(cost)
         keep = cost[rows, cols] < _INFEASIBLE
-        return [(int(r), tracks[c]) for r, c in zip(rows[keep], cols[keep])]
+        return rows[keep], cols[keep]
 
-    @property
-    def confirmed_ids(self) -> list[int]:
-        return [t.track_id for t in self.tracks if t.state == CONFIRMED]
+    def _recover(self, boxes, rows, cols, timestamp: float) -> tuple[np.ndarray, np.ndarray]:
+        """Second chance for lost tracks: a detection nobody took, within the distance the person
+        could have covered while unseen (``recovery_speed`` body sizes/s), from where they were last
+        seen or from where they were predicted to be, with a box of similar extent. Catches people
+        whose motion the constant-velocity model cannot follow (a jump, a turn, a stop) while unseen;
+        the size check keeps stray false detections from taking a lost person's id."""
+        empty = np.zeros(0, dtype=np.int64)
+        speed = self.cfg.recovery_speed
+        if speed <= 0:
+            return empty, empty
+        free_d = np.setdiff1d(np.arange(len(boxes)), rows)
+        free_t = np.setdiff1d(np.arange(len(self.ids)), cols)
+        free_t = free_t[(self.states[free_t] != TENTATIVE)]
+        if len(free_d) == 0 or len(free_t) == 0:
+            return empty, empty
+        det = kb.xyxy_to_cxcywh(boxes[free_d])
+        pred = self.x[free_t, :4]
+        last = kb.xyxy_to_cxcywh(self.last_box[free_t])
+        det_size, trk_size = det[:, None, 2:4].max(-1), pred[None, :, 2:4].max(-1)
+        size = np.maximum(det_size, trk_size)
+        similar = size / np.minimum(det_size, trk_size) <= _RECOVERY_SIZE_RATIO
+        d_pred = np.linalg.norm(det[:, None, :2] - pred[None, :, :2], axis=-1)
+        d_last = np.linalg.norm(det[:, None, :2] - last[None, :, :2], axis=-1)
+        dist = np.minimum(d_pred, d_last) / size
+        reach = speed * (timestamp - self.last_update[free_t])
+        cost = np.where((dist <= reach[None]) & similar, dist, _INFEASIBLE)
+        r, c = linear_sum_assignment(cost)
+        keep = cost[r, c] < _INFEASIBLE
+        return free_d[r[keep]], free_t[c[keep]]
+
+    def _learn(self, cols, boxes, xy, valid) -> None:
+        c = kb.xyxy_to_cxcywh(boxes)
+        rel = (xy - c[:, None, :2]) / c[:, None, 2:]
+        self.template[cols] = np.where(valid[..., None], rel, self.template[cols])
+        self.template_valid[cols] |= valid
+
+    def _correct(self, cols, boxes, xy, valid, timestamp: float) -> None:
+        if len(cols) == 0:
+            return
+        x, p = kb.update(self.x[cols], self.p[cols], boxes, self.cfg.measurement_noise)
+        self.x[cols], self.p[cols] = x, p
+        self._learn(cols, boxes, xy, valid)
+        self.hits[cols] += 1
+        self.misses[cols] = 0
+        self.last_update[cols] = timestamp
+        self.last_box[cols] = boxes
+        st = self.states[cols]
+        promote = (st == LOST) | ((st == TENTATIVE) & (self.hits[cols] >= self.cfg.min_hits))
+        self.states[cols] = np.where(promote, CONFIRMED, st)
+
+    def _age(self, matched_cols, timestamp: float) -> None:
+        """Count a miss for every unmatched track; mark lost, drop the expired."""
+        missed = np.ones(len(self.ids), dtype=bool)
+        missed[matched_cols] = False
+        self.misses[missed] += 1
+        newly_lost = missed & (self.states == CONFIRMED)
+        kb.hold_size(self.x, newly_lost)
+        self.states[newly_lost] = LOST
+        expired = missed & (
+            ((self.states == TENTATIVE) & (self.misses > _TENTATIVE_MAX_MISSES))
+            | ((self.states == LOST) & (timestamp - self.last_update > self.cfg.max_age_s + 1e-6)))  # float-safe
+        if expired.any():
+            self._keep(~expired)
+
+    def _keep(self, mask) -> None:
+        for name in ("ids", "states", "hits", "misses", "last_update", "last_box", "x", "p", "template",
+                     "template_valid"):
+            setattr(self, name, getattr(self, name)[mask])
+
+    def _start(self, boxes, xy, valid, timestamp: float) -> np.ndarray:
+        """New tentative tracks (confirmed at once when min_hits is 1); returns their ids."""
+        n = len(boxes)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        x, p = kb.initiate(boxes, self.cfg.measurement_noise)
+        k = xy.shape[1]
+        first = len(self.ids)
+        self.ids = np.concatenate([self.ids, new_ids])
+        self.states = np.concatenate([self.states, np.full(n, CONFIRMED if self.cfg.min_hits <= 1 else TENTATIVE,
+                                                           dtype=np.int8)])
+        self.hits = np.concatenate([self.hits, np.ones(n, dtype=np.int64)])
+        self.misses = np.concatenate([self.misses, np.zeros(n, dtype=np.int64)])
+        self.last_update = np.concatenate([self.last_update, np.full(n, timestamp)])
+        self.last_box = np.concatenate([self.last_box, boxes])
+        self.x, self.p = np.concatenate([self.x, x]), np.concatenate([self.p, p])
+        self.template = np.concatenate([self.template, np.zeros((n, k, 2))])
+        self.template_valid = np.concatenate([self.template_valid, np.zeros((n, k), dtype=bool)])
+        self._learn(np.arange(first, first + n), boxes, xy, valid)
+        return new_ids

@@ -14,11 +14,13 @@ import numpy as np
 from core.errors import UserError
 
 # BlazePose enlarges the square around the alignment circle by this factor before cropping
-# (MediaPipe pose_detection_to_roi / pose_landmarks_to_roi: RectTransformation scale 1.25).
+# (MediaPipe pose_detection_to_roi / pose_landmarks_to_roi: RectTransformation scale 1.25; on the
+# demo a crop made this way from a detection gives back, through the landmark model's auxiliary
+# points, a ROI of the same side within ~5%).
 ROI_SCALE = 1.25
-# A HOG window holds a person with margins of about 1/8 of its height above and below; the
-# ROI side is this multiple of the box height (measured on the demo: the landmark model's own
-# next-frame ROI for the same person came out at 1.1–1.3× the HOG box height).
+# ROI side for a detector that gives only boxes (HOG), as a multiple of the box height: on the
+# demo the landmark model's own next-frame ROI for the person in a HOG box had a side of
+# 1.19× the box height (median of 14 boxes, every 10th frame) and the same centre (offset < 3%).
 BOX_ROI_SCALE = 1.2
 
 
@@ -26,7 +28,8 @@ BOX_ROI_SCALE = 1.2
 class Detections:
     """N person detections in image pixels (pixel centres at integers).
 
-    boxes      [N, 4] float32 x1, y1, x2, y2: the person's extent
+    boxes      [N, 4] float32 x1, y1, x2, y2: the person's extent (BlazePose: the square around
+               the alignment circle; HOG: the detection window)
     scores     [N] float32 in [0, 1]
     keypoints  [N, 4, 2] float32 or None: BlazePose alignment points — 0 mid-hip centre,
                1 full-body size/rotation point (its distance from point 0 is the body radius and
@@ -36,6 +39,7 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     keypoints: np.ndarray | None = None
+    faces: np.ndarray | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -43,10 +47,14 @@ class Detections:
         if self.keypoints is not None:
             kp = np.asarray(self.keypoints, dtype=np.float32)
             self.keypoints = kp.reshape(len(self.boxes), kp.shape[-2] if kp.ndim == 3 else -1, 2)
+        if self.faces is not None:
+            self.faces = np.asarray(self.faces, dtype=np.float32).reshape(len(self.boxes), 2)
 
     @classmethod
     def empty(cls, with_keypoints: bool = True) -> "Detections":
-        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4, 2)) if with_keypoints else None)
+        if with_keypoints:
+            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4, 2)), np.zeros((0, 2)))
+        return cls(np.zeros((0, 4)), np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -54,7 +62,8 @@ class Detections:
     def select(self, index) -> "Detections":
         index = np.asarray(index)
         kp = None if self.keypoints is None else self.keypoints[index]
-        return Detections(self.boxes[index], self.scores[index], kp)
+        faces = None if self.faces is None else self.faces[index]
+        return Detections(self.boxes[index], self.scores[index], kp, faces)
 
     def rois(self, scale: float = ROI_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Square rotated ROIs (centres [N, 2], sides [N], rotations [N] radians, clockwise).
@@ -91,12 +100,13 @@ def _normalise_angle(a: np.ndarray) -> np.ndarray:
 DETECTORS = ("blazepose", "hog")
 
 
-def make_detector(cfg, device="cpu"):
-    """The detector ``cfg.name`` names (``DetectorConfig``), its model on ``device``."""
+def make_detector(cfg, device="cpu", runtime=None):
+    """The detector ``cfg.name`` names (``DetectorConfig``), its model on ``device``
+    (``runtime``: the ``RuntimeConfig`` choosing backend and precision; defaults if None)."""
     if cfg.name == "blazepose":
         from core.detection.blazepose import BlazePoseDetector
 
-        return BlazePoseDetector(cfg, device)
+        return BlazePoseDetector(cfg, device, runtime=runtime)
     if cfg.name == "hog":
         from core.detection.hog import HOGDetector
 

@@ -10,15 +10,20 @@ border; outputs per anchor: face box (cx, cy, w, h) and 4 alignment keypoints (x
 224-px units relative to the anchor centre (anchors are fixed-size 1×1); score = sigmoid of the
 logit clipped to ±100; weighted NMS at IoU 0.3.
 
-NMS box. The model's face box has a constant size (0.2 of the view: measured 44.8/224 on every
-anchor), so IoU between face boxes of *different* views (full frame vs tile) is tiny even for
-the same person. Candidates are therefore compared by a scale-aware "core" box: a square of side
-r (the body radius ‖kp1 − kp0‖) centred on the mid-hip point kp0. The same person seen in two
-views overlaps strongly there; two people standing side by side (hips ~0.8 r apart) do not.
+Merging. The model's face box has a constant size (0.2 of the view: 44.8/224 on every anchor),
+so face-box IoU cannot compare a full-frame candidate with a tile candidate. Candidates are
+compared by a scale-aware "core" box instead, a square of side r (the body radius ‖kp1 − kp0‖)
+centred on the mid-hip point kp0: the same person seen twice overlaps strongly there, two people
+side by side (hips ~0.8 r apart) do not. Measured on the demo, the full view also returns people
+it sees small with hips, radius and even face badly placed (r twice the truth, rotated 60°, the
+"face" on the torso). A face cannot sit on the hips or torso of a better-scored person, so a candidate whose
+face centre lies within ±``TORSO_ZONE``·r of a better candidate's mid-hip point is the same person
+too. Each cluster takes the best candidate's score and the score-weighted mean of the members
+whose core boxes agree with it (MediaPipe's WEIGHTED NMS); members caught only by the face rule
+are suppressed without entering the mean.
 """
 from __future__ import annotations
 
-import logging
 import math
 
 import cv2
@@ -28,17 +33,18 @@ import torch
 from core.detection import Detections
 from core.detection.anchors import ssd_anchor_centres
 
-log = logging.getLogger("rmpe.detection")
-
 INPUT_SIZE = 224
 NUM_KEYPOINTS = 4
 SCORE_CLIP = 100.0
 MAX_TILES = 12  # a larger frame gets larger tiles rather than more of them
 # A tile candidate is kept only if its mid-hip point lies inside the tile and its body circle is
 # not much larger than the tile: otherwise the tile saw a cut-off person and its keypoints are
-# extrapolated (measured on the demo: the trunk at the right edge gave hip points 1000 px outside
+# extrapolated (measured on the demo: a tree trunk at the right edge gave hip points ~950 px outside
 # their tile). The full view and the neighbouring tiles see such people whole.
 MAX_TILE_DIAMETER = 1.5
+# Half-side, in body radii, of the square around the mid-hip point where no other person's face
+# can be: a neighbour standing beside (hips ~0.8 r apart) has their face ~0.8 r above the hips.
+TORSO_ZONE = 0.75
 
 
 def tile_views(height: int, width: int, tile_size: int, overlap: float) -> np.ndarray:
@@ -87,31 +93,46 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, tu
     return canvas, (nw / w, nh / h, float(px), float(py))
 
 
-def weighted_nms(core_boxes: np.ndarray, scores: np.ndarray, values: np.ndarray, iou_threshold: float):
-    """MediaPipe's WEIGHTED non-maximum suppression.
+def weighted_nms(core_boxes: np.ndarray, scores: np.ndarray, values: np.ndarray, iou_threshold: float,
+                 faces: np.ndarray | None = None, centres: np.ndarray | None = None,
+                 radii: np.ndarray | None = None):
+    """MediaPipe's WEIGHTED non-maximum suppression, with an optional face-on-torso rule.
 
-    Repeatedly takes the best remaining candidate, gathers every remaining candidate whose box
-    overlaps it with IoU > ``iou_threshold`` (itself included), and emits the score-weighted
-    mean of their ``values`` [N, D] with the best candidate's score. Returns (kept scores [M],
-    merged values [M, D], index of each cluster's best candidate [M]).
+    Repeatedly takes the best remaining candidate and gathers every remaining candidate whose
+    core box overlaps it with IoU > ``iou_threshold`` (itself included); it emits the
+    score-weighted mean of their ``values`` [N, D] with the best candidate's score. With
+    ``faces``, ``centres`` [N, 2] and ``radii`` [N], candidates whose face lies within
+    ±``TORSO_ZONE``·radius of the best one's centre are removed as well, outside the mean.
+    Returns (kept scores [M], merged values [M, D], index of each cluster's best candidate [M]).
     """
     order = np.argsort(-scores, kind="stable")
     boxes, scores, values = core_boxes[order], scores[order], values[order]
+    if faces is not None:
+        faces, centres, radii = faces[order], centres[order], radii[order]
     alive = np.ones(len(order), dtype=bool)
     out_scores, out_values, out_index = [], [], []
     for i in range(len(order)):
         if not alive[i]:
             continue
-        cluster = alive & (box_iou(boxes[i:i + 1], boxes)[0] > iou_threshold)
-        cluster[i] = True
-        w = scores[cluster]
-        out_values.append((values[cluster] * w[:, None]).sum(0) / w.sum())
+        agree = alive & (box_iou(boxes[i:i + 1], boxes)[0] > iou_threshold)
+        agree[i] = True
+        same = agree.copy()
+        if faces is not None:
+            same |= alive & face_on_torso(faces, centres[i:i + 1], radii[i:i + 1])[0]
+        w = scores[agree]
+        out_values.append((values[agree] * w[:, None]).sum(0) / w.sum())
         out_scores.append(scores[i])
         out_index.append(order[i])
-        alive &= ~cluster
+        alive &= ~same
     d = values.shape[1] if values.ndim == 2 else 0
     return (np.asarray(out_scores, dtype=np.float32), np.asarray(out_values, dtype=np.float32).reshape(-1, d),
             np.asarray(out_index, dtype=np.int64))
+
+
+def face_on_torso(faces: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """[M, N]: face n lies within ±TORSO_ZONE·radius_m of person m's mid-hip centre."""
+    d = np.abs(faces[None, :, :] - centres[:, None, :]).max(-1)
+    return d <= TORSO_ZONE * np.asarray(radii)[:, None]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -131,13 +152,13 @@ class BlazePoseDetector:
 
     name = "blazepose"
 
-    def __init__(self, cfg, device="cpu", model: torch.nn.Module | None = None):
+    def __init__(self, cfg, device="cpu", model: torch.nn.Module | None = None, runtime=None):
         self.cfg = cfg
         self.device = torch.device(device)
         if model is None:
             from core.models.zoo import load_detector_model
 
-            model = load_detector_model(self.device)
+            model = load_detector_model(self.device, runtime)
         self.model = model
         self.anchors = ssd_anchor_centres()
 
@@ -176,13 +197,16 @@ class BlazePoseDetector:
             return Detections.empty()
         raw = raw_boxes[view_idx, anchor_idx].astype(np.float64)
         anchor = self.anchors[anchor_idx].astype(np.float64) * INPUT_SIZE  # canvas px
-        kp = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2) + anchor[:, None, :]
+        # face centre then the alignment keypoints, all anchor-relative in canvas px
+        pts = np.concatenate([raw[:, None, 0:2], raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)], 1)
+        pts = pts + anchor[:, None, :]
         sx, sy, px, py = (geometry[view_idx, i][:, None] for i in range(4))
         v = views[view_idx].astype(np.float64)
         # canvas (continuous) → view (continuous) → image pixel centres
-        kx = (kp[..., 0] - px) / sx + v[:, 0:1] - 0.5
-        ky = (kp[..., 1] - py) / sy + v[:, 1:2] - 0.5
-        kp = np.stack([kx, ky], -1)
+        x = (pts[..., 0] - px) / sx + v[:, 0:1] - 0.5
+        y = (pts[..., 1] - py) / sy + v[:, 1:2] - 0.5
+        pts = np.stack([x, y], -1)
+        face, kp = pts[:, 0], pts[:, 1:]
         s = scores[view_idx, anchor_idx]
         radius = np.hypot(*(kp[:, 1] - kp[:, 0]).T)
 
@@ -193,15 +217,16 @@ class BlazePoseDetector:
             inside = ((kp[:, 0, 0] >= v[:, 0] - 0.5) & (kp[:, 0, 0] <= v[:, 2] - 0.5)
                       & (kp[:, 0, 1] >= v[:, 1] - 0.5) & (kp[:, 0, 1] <= v[:, 3] - 0.5))
             keep &= ~tile | (inside & (2 * radius <= MAX_TILE_DIAMETER * size))
-        kp, s, radius = kp[keep], s[keep], radius[keep]
+        face, kp, s, radius = face[keep], kp[keep], s[keep], radius[keep]
         if len(s) == 0:
             return Detections.empty()
 
         core = np.concatenate([kp[:, 0] - radius[:, None] / 2, kp[:, 0] + radius[:, None] / 2], 1)
-        merged_scores, merged_kp, _ = weighted_nms(core, s, kp.reshape(len(s), -1), cfg.nms_iou)
-        merged_kp = merged_kp.reshape(-1, NUM_KEYPOINTS, 2)
+        values = np.concatenate([kp.reshape(len(s), -1), face], 1)
+        merged_scores, merged, _ = weighted_nms(core, s, values, cfg.nms_iou, face, kp[:, 0], radius)
         order = np.argsort(-merged_scores, kind="stable")[: max(int(cfg.max_persons), 0)]
-        merged_scores, merged_kp = merged_scores[order], merged_kp[order]
+        merged_scores, merged = merged_scores[order], merged[order]
+        merged_kp = merged[:, :2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
         r = np.hypot(*(merged_kp[:, 1] - merged_kp[:, 0]).T)[:, None]
         body = np.concatenate([merged_kp[:, 0] - r, merged_kp[:, 0] + r], 1)
-        return Detections(body, merged_scores, merged_kp)
+        return Detections(body, merged_scores, merged_kp, merged[:, 2 * NUM_KEYPOINTS:])

@@ -99,6 +99,8 @@ class Source:
 class _AVSource(Source):
     """Shared PyAV decoding: frame-threaded decode, RGB conversion, pts → index and seconds."""
 
+    _error_hint = "corrupt or truncated file?"
+
     def _open(self, target: str, options: dict | None = None, timeout=None) -> None:
         self._container = av.open(target, options=options or {}, timeout=timeout)
         if not self._container.streams.video:
@@ -122,6 +124,12 @@ class _AVSource(Source):
             self._container.close()
             raise UserError(f"{self.name}: video has no frames")
         self.width, self.height = self._pending.width, self._pending.height
+        self._out_size = None
+        if getattr(self, "_scale_width", None) and self._scale_width != self.width:
+            w = int(self._scale_width)
+            h = max(2, int(round(self.height * w / self.width / 2)) * 2)
+            self._out_size = (w, h)
+            self.width, self.height = w, h
 
     def _next_av_frame(self) -> av.VideoFrame | None:
         if self._frames is None:
@@ -132,7 +140,7 @@ class _AVSource(Source):
             return None
         except av.error.FFmpegError as exc:
             raise UserError(f"{self.name}: decode error after frame {self._next_index}: {_one_line(exc)} "
-                            f"(corrupt or truncated file?)") from None
+                            f"({self._error_hint})") from None
 
     def _check_complete(self) -> None:
         """Hook at the end of the stream (files check their frame count)."""
@@ -152,7 +160,11 @@ class _AVSource(Source):
         self._next_index += 1
         seconds = self._frame_seconds(frame)
         timestamp = seconds if seconds is not None else index / self.fps
-        image = frame.to_ndarray(format="rgb24")
+        if self._out_size is None:
+            image = frame.to_ndarray(format="rgb24")
+        else:  # scaled by swscale together with the RGB conversion
+            image = frame.to_ndarray(format="rgb24", width=self._out_size[0], height=self._out_size[1],
+                                     interpolation="AREA")
         return SourceFrame(index, timestamp, image, time.perf_counter())
 
     def close(self) -> None:
@@ -164,11 +176,15 @@ class _AVSource(Source):
 
 
 class VideoFileSource(_AVSource):
-    """A video file decoded with PyAV (any container/codec FFmpeg reads)."""
+    """A video file decoded with PyAV (any container/codec FFmpeg reads).
+
+    ``width`` scales frames to that width (height keeps the aspect ratio, rounded to even).
+    """
 
     seekable = True
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, width: int | None = None):
+        self._scale_width = width
         self.path = Path(path)
         self.name = str(path)
         if not self.path.exists():
@@ -222,6 +238,7 @@ class URLSource(_AVSource):
     """A network stream (RTSP, RTMP, HTTP, ...) read with PyAV; connects with a timeout."""
 
     live = True
+    _error_hint = "stream stalled or dropped?"
 
     def __init__(self, url: str, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S):
         self.name = url
@@ -229,6 +246,8 @@ class URLSource(_AVSource):
         self._opened_at = time.perf_counter()
         try:
             self._open(url, options, timeout=(connect_timeout, read_timeout))
+        except av.error.ExitError:  # our timeout interrupted FFmpeg
+            raise UserError(f"cannot open stream {url}: no answer within {connect_timeout:g} s") from None
         except av.error.FFmpegError as exc:
             raise UserError(f"cannot open stream {url}: {_one_line(exc)}") from None
         except (OSError, TimeoutError) as exc:  # PyAV maps some network failures to builtins

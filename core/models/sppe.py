@@ -9,7 +9,6 @@ heatmap refinement does), so every heatmap decoder treats them alike.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,9 +16,6 @@ import torch
 
 from core.errors import UserError
 from core.skeleton import BLAZEPOSE33
-
-log = logging.getLogger("rmpe.sppe")
-
 
 @dataclass
 class SPPEOutput:
@@ -55,8 +51,9 @@ class BlazePoseSPPE:
     Model facts (MediaPipe pose_landmark graph, checked on the demo): input RGB in [0, 1];
     ``Identity`` [N, 195] = 39 points × (x, y, z, visibility logit, presence logit), x, y in
     crop pixels with 0 at the crop's left/top *edge* (the crop centre is 128); ``Identity_1``
-    the pose-presence probability (the graph ends in a LOGISTIC op: exactly 0 or 1 on background
-    and people of the demo); ``Identity_3`` [N, 64, 64, 39] heatmap logits. Points 0–32 are the
+    the pose presence, already a probability (not a logit: measured 1.0 on the demo's people,
+    0.0 on background crops, in between on partial views); ``Identity_3`` [N, 64, 64, 39]
+    heatmap logits. Points 0–32 are the
     BlazePose-33 keypoints, 33 the mid-hip centre and 34 the full-body size/rotation point (the
     same two alignment points as the detector's), 35–38 further auxiliary points.
 
@@ -69,12 +66,12 @@ class BlazePoseSPPE:
     num_keypoints = 33
     num_points = 39
 
-    def __init__(self, device="cpu", model: torch.nn.Module | None = None):
+    def __init__(self, device="cpu", model: torch.nn.Module | None = None, runtime=None):
         self.device = torch.device(device)
         if model is None:
             from core.models.zoo import load_landmark_model
 
-            model = load_landmark_model(self.device)
+            model = load_landmark_model(self.device, runtime)
         self.model = model
 
     @staticmethod
@@ -106,14 +103,15 @@ class BlazePoseSPPE:
 SPPE_MODELS = ("blazepose", "hourglass", "resnet")
 
 
-def make_sppe(cfg, device="cpu") -> SPPE:
-    """The SPPE ``cfg.model`` names (``SPPEConfig``) on ``device``.
+def make_sppe(cfg, device="cpu", runtime=None) -> SPPE:
+    """The SPPE ``cfg.model`` names (``SPPEConfig``) on ``device`` (``runtime``: the
+    ``RuntimeConfig`` choosing the embedded model's backend and precision; defaults if None).
 
     ``blazepose`` is the embedded landmark model; ``hourglass`` and ``resnet`` load a trained
     checkpoint (``cfg.weights``) through ``core.models.trained_sppe`` (imported only then).
     """
     if cfg.model == "blazepose":
-        return BlazePoseSPPE(device)
+        return BlazePoseSPPE(device, runtime=runtime)
     if cfg.model in ("hourglass", "resnet"):
         if not cfg.weights:
             raise UserError(f"sppe.model {cfg.model!r} needs a checkpoint: set sppe.weights (--weights PATH)")

@@ -99,8 +99,8 @@ def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=Non
 
     ``batch_index`` [N] picks the source image of each crop (default: all from image 0 when B == 1,
     else crop i from image i). One ``affine_grid`` and one ``grid_sample`` call for all crops.
-    Half-precision images are sampled in float32 (normalised coordinates in fp16 lose ~0.5 px on
-    a 1080p frame) and the result is cast back.
+    Half-precision and integer images are sampled in float32 (normalised coordinates in fp16 lose
+    ~0.5 px on a 1080p frame) and the result is cast back (rounded for integer types).
     """
     if images.dim() != 4:
         raise ValueError(f"images must be [B, C, H, W], got {tuple(images.shape)}")
@@ -136,6 +136,9 @@ def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=Non
     else:
         out = F.grid_sample(work.index_select(0, batch_index), grid, mode="bilinear", padding_mode="zeros",
                             align_corners=False)
+    if not out_dtype.is_floating_point:  # integer images (uint8 frames): round, don't truncate
+        info = torch.iinfo(out_dtype)
+        out = out.round().clamp(info.min, info.max)
     return out.to(out_dtype).contiguous()
 
 

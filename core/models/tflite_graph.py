@@ -21,6 +21,7 @@ import numpy as np
 import tflite
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
@@ -86,14 +87,16 @@ def _op_name(model: tflite.Model, op: tflite.Operator) -> str:
     return OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
-def _op_options(op: tflite.Operator, op_name: str):
+_OPTION_CLASSES = {code: name for name, code in vars(tflite.BuiltinOptions).items()
+                   if not name.startswith("_")}
+
+
+def _op_options(op: tflite.Operator):
     """The op's options table as the matching tflite class (None if the op has none)."""
     table = op.BuiltinOptions()
     if table is None:
         return None
-    kind = op.BuiltinOptionsType()
-    class_name = {v: k for k, v in vars(tflite.BuiltinOptions).items()
-                  if not k.startswith("_")}.get(kind)
+    class_name = _OPTION_CLASSES.get(op.BuiltinOptionsType())
     cls = getattr(tflite, class_name, None) if class_name else None
     if cls is None:
         return None
@@ -137,10 +140,9 @@ def parse_graph(data: bytes) -> tuple[dict[int, TensorInfo], list[OpInfo], list[
     ops = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        name = _op_name(model, op)
-        ops.append(OpInfo(index=i, name=name, inputs=[int(x) for x in op.InputsAsNumpy()],
-                          outputs=[int(x) for x in op.OutputsAsNumpy()],
-                          options=_op_options(op, name)))
+        ops.append(OpInfo(index=i, name=_op_name(model, op),
+                          inputs=[int(x) for x in op.InputsAsNumpy()],
+                          outputs=[int(x) for x in op.OutputsAsNumpy()], options=_op_options(op)))
     return tensors, ops, [int(x) for x in graph.InputsAsNumpy()], \
         [int(x) for x in graph.OutputsAsNumpy()]
 
@@ -226,14 +228,15 @@ FOLDED_OPS = ("DEQUANTIZE", "DENSIFY")
 
 
 def _activate(x: torch.Tensor, act: str) -> torch.Tensor:
+    """Fused activation, in place: x is always the fresh output of the op it is fused into."""
     if act == "relu":
-        return F.relu(x)
+        return F.relu(x, inplace=True)
     if act == "relu6":
-        return F.hardtanh(x, 0.0, 6.0)
+        return F.hardtanh(x, 0.0, 6.0, inplace=True)
     if act == "relu_n1_to_1":
-        return F.hardtanh(x, -1.0, 1.0)
+        return F.hardtanh(x, -1.0, 1.0, inplace=True)
     if act == "tanh":
-        return torch.tanh(x)
+        return torch.tanh_(x)
     return x
 
 
@@ -384,6 +387,32 @@ class _Builder:
 
     def __init__(self, tensors: dict[int, TensorInfo], consts: dict[int, np.ndarray]):
         self.tensors, self.consts = tensors, consts
+        # PAD output -> (PAD input, (top, bottom, left, right)) for PADs folded into convs
+        self.spatial_pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}
+
+    def fold_pads_into_convs(self, ops: list[OpInfo], graph_outputs: list[int]) -> list[OpInfo]:
+        """Drop zero PADs of H/W whose only readers are convolutions; the convs pad instead.
+
+        BlazePose pads explicitly before its stride-2 and 5x5 convs; folding saves one copy of
+        the activation per PAD. Returns the ops left to build.
+        """
+        readers: dict[int, list[str]] = {}
+        for op in ops:
+            for i in op.inputs:
+                readers.setdefault(i, []).append(op.name)
+        kept = []
+        for op in ops:
+            if op.name == "PAD" and len(self.shape(op.inputs[0])) == 4 \
+                    and self.is_const(op.inputs[1]) and op.outputs[0] not in graph_outputs \
+                    and set(readers.get(op.outputs[0], ["?"])) <= {"CONV_2D", "DEPTHWISE_CONV_2D"}:
+                pads = self.const(op.inputs[1]).astype(np.int64).reshape(4, 2)
+                if not pads[0].any() and not pads[3].any():
+                    (top, bottom), (left, right) = pads[1], pads[2]
+                    self.spatial_pads[op.outputs[0]] = (op.inputs[0], (int(top), int(bottom),
+                                                                       int(left), int(right)))
+                    continue
+            kept.append(op)
+        return kept
 
     def const(self, index: int) -> np.ndarray:
         return self.consts[index]
@@ -431,6 +460,9 @@ class _Builder:
         stride = (o.StrideH(), o.StrideW())
         dilation = (o.DilationHFactor(), o.DilationWFactor())
         pads = self._pads(o.Padding(), self.shape(x), (kh, kw), stride, dilation)
+        if x in self.spatial_pads:  # read the PAD's input and pad inside the conv instead
+            x, extra = self.spatial_pads[x]
+            pads = tuple(a + b for a, b in zip(pads, extra))
         bias = torch.from_numpy(self.const(bias_idx).astype(np.float32)) if bias_idx >= 0 else None
         return Conv(op, [x], op.outputs[0], torch.from_numpy(np.ascontiguousarray(weight)), bias,
                     stride, dilation, pads, groups, _activation(o))
@@ -556,6 +588,7 @@ class TFLiteGraph(nn.Module):
         consts.update({i: folded[i] for i in needed})
         self.folded_weights = folded  # kept until from_file has written the cache
         builder = _Builder(tensors, consts)
+        runtime_ops = builder.fold_pads_into_convs(runtime_ops, outputs)
         self.steps = nn.ModuleList(builder.build(op) for op in runtime_ops)
         self.input_ids = inputs
         self.input_ranks = [len(tensors[i].shape) for i in inputs]
@@ -563,7 +596,6 @@ class TFLiteGraph(nn.Module):
         self.output_ids = outputs
         self.output_names = [tensors[i].name for i in outputs]
         self.output_ranks = [len(tensors[i].shape) for i in outputs]
-        self.op_names = [op.name for op in ops]
 
     @classmethod
     def from_file(cls, path: str | Path, use_cache: bool = True) -> "TFLiteGraph":
@@ -580,7 +612,7 @@ class TFLiteGraph(nn.Module):
                 graph = cls(data, folded)
                 graph.folded_weights = None
                 return graph
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, SafetensorError) as exc:
                 log.warning("rebuilding unreadable weight cache %s (%s)", cache, exc)
         graph = cls(data)
         _write_weight_cache(cache, graph.folded_weights, digest)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ log = logging.getLogger("rmpe.sppe")
 
 CHECKPOINT_FORMAT = "rmpe-live-checkpoint/1"
 ARCHITECTURES = ("hourglass", "resnet")
+LOSSES = ("mse", "softmax")
 HEATMAP_STRIDE = 4  # both architectures predict heatmaps at input / 4
 
 
@@ -51,6 +53,11 @@ class SPPEModelSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     sigma: float = 2.0  # training target σ (heatmap px); decoders may size their blur from it
+    # Training loss, which also fixes how raw outputs become heatmaps:
+    #   mse      raw outputs are the heatmaps, regressed onto the Gaussian targets (Hourglass paper);
+    #   softmax  heatmap = spatial softmax × 2πσ² (peak ≈ 1 when sharp), trained with cross-entropy
+    #            against the normalised Gaussian target — converges in far fewer steps.
+    loss: str = "mse"
     # RMPE: learned spatial transformer {"loc_size": [h, w], "backbone": "light" | "resnet18"} or None
     stn: dict | None = None
 
@@ -65,6 +72,8 @@ class SPPEModelSpec:
     def validate(self) -> "SPPEModelSpec":
         if self.arch not in ARCHITECTURES:
             raise UserError(f"model.arch {self.arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+        if self.loss not in LOSSES:
+            raise UserError(f"model.loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         try:
             get_skeleton(self.layout)
         except KeyError as exc:
@@ -118,6 +127,15 @@ def build_stn(spec: SPPEModelSpec, learned: bool = True):
                         backbone=stn.get("backbone", "light"), learned=learned)
 
 
+def to_heatmaps(raw: torch.Tensor, spec: SPPEModelSpec) -> torch.Tensor:
+    """Raw network output [N, K, H, W] → confidence heatmaps (see ``SPPEModelSpec.loss``)."""
+    if spec.loss != "softmax":
+        return raw
+    n, k, h, w = raw.shape
+    prob = torch.softmax(raw.float().reshape(n, k, h * w), dim=-1).reshape(n, k, h, w)
+    return prob * (2.0 * math.pi * spec.sigma ** 2)
+
+
 def normalise_crops(crops: torch.Tensor, spec: SPPEModelSpec) -> torch.Tensor:
     mean = torch.tensor(spec.mean, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
@@ -155,7 +173,9 @@ class TrainedSPPE:
                  source: str = ""):
         self.spec = spec
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # channels-last convolutions run about 1.5x faster on CPU (oneDNN)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.device.type == "cpu"
+                              else torch.contiguous_format).eval()
         self.stn = stn.to(self.device).eval() if stn is not None else None
         self.input_size = tuple(int(v) for v in spec.input_size)
         self.heatmap_size = spec.heatmap_size
@@ -181,9 +201,11 @@ class TrainedSPPE:
 
             box_to_stn = invert_affine(theta)
         x = normalise_crops(crops, self.spec)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", enabled=self.device.type == "cuda"):
             heatmaps = self.model(x)[-1]
-        heatmaps = heatmaps.float()
+        heatmaps = to_heatmaps(heatmaps.float(), self.spec)
         if box_to_stn is not None:
             heatmaps = detransform_heatmaps(heatmaps, box_to_stn, self.input_size)
         return SPPEOutput(heatmaps=heatmaps.clamp_(min=0.0))

@@ -10,9 +10,10 @@ Backends (``RuntimeConfig.backend``):
 - ``channels_last``: the same with weights in channels-last memory (the NHWC input already is);
 - ``jit``: ``torch.jit.trace`` + ``torch.jit.freeze`` of the executor (weights become constants,
   the per-op Python dispatch disappears).
-``auto`` = ``jit`` on every device: bench/bench_models.py measures it fastest on CPU at batch 1,
-3 and 8 for both models (see that script's table; on 2 cores, landmark roughly 3-4x faster than
-eager, detector ~1.5x).
+``auto`` = ``jit`` on every device: bench/bench_models.py measured it fastest on CPU at batch 1,
+3 and 8 for both models in every run here (2 cores; on a quiet CPU at batch 1, landmark 14 ms
+vs 59 ms eager and detector 11 ms vs 18 ms; on a CPU loaded by other processes 1.0-1.4x faster
+than eager). ``channels_last`` alone gained little on CPU. Outputs stay on the model's device.
 
 On CUDA with ``RuntimeConfig.half`` the models run in float16 (channels-last) only if a probe
 shows the drift from float32 stays within ``HALF_REL_TOLERANCE`` of each checked output's range;
@@ -23,7 +24,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -99,7 +102,8 @@ class LoadedModel(nn.Module):
     def __init__(self, core: nn.Module, spec: ModelSpec, device: torch.device, backend: str,
                  half: bool):
         super().__init__()
-        self.core, self.spec, self.device, self.backend, self.is_half = core, spec, device, backend, half
+        self.core, self.spec, self.device, self.backend = core, spec, device, backend
+        self.is_half = half
         self.dtype = torch.float16 if half else torch.float32
         self.input_size = spec.input_size
         self.description = runtime_description(device, RuntimeConfig(backend=backend), half)
@@ -139,8 +143,9 @@ def half_drift(core32: nn.Module, core16: nn.Module, spec: ModelSpec,
     return drift
 
 
-def _build_core(spec: ModelSpec, device: torch.device, backend: str, half: bool) -> nn.Module:
-    graph = TFLiteGraph.from_file(artefact_path(spec.artefact)).eval().to(device)
+def _build_core(path: Path, spec: ModelSpec, device: torch.device, backend: str,
+                half: bool) -> nn.Module:
+    graph = TFLiteGraph.from_file(path).eval().to(device)
     if half:
         graph = graph.half()
     if backend == "channels_last" or (backend == "jit" and device.type == "cuda"):
@@ -148,7 +153,10 @@ def _build_core(spec: ModelSpec, device: torch.device, backend: str, half: bool)
     if backend != "jit":
         return graph
     example = probe_input(spec, batch=1, device=device).to(torch.float16 if half else torch.float32)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.13 marks trace/freeze deprecated in favour of torch.compile, which needs a C++
+        # toolchain at run time and minutes of compiling on 2 cores; trace+freeze needs neither.
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(graph, example, strict=False, check_trace=False)
         return torch.jit.freeze(traced.eval())
 
@@ -157,17 +165,19 @@ _lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
-def _load(spec: ModelSpec, device: torch.device, backend: str, half: bool) -> LoadedModel:
+def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str,
+          half: bool) -> LoadedModel:
     if half:
-        core16 = _build_core(spec, device, backend, True)
-        drift = half_drift(_build_core(spec, device, "eager", False), core16, spec, device)
+        core16 = _build_core(path, spec, device, backend, True)
+        drift = half_drift(_build_core(path, spec, device, "eager", False), core16, spec, device)
         worst = max(drift.values())
         if worst <= HALF_REL_TOLERANCE:
             log.info("%s: float16 on %s (probe drift %.2e of range)", spec.artefact, device, worst)
             return LoadedModel(core16, spec, device, backend, True)
         log.warning("%s: float16 drift %.2e exceeds %.1e; running float32", spec.artefact,
                     worst, HALF_REL_TOLERANCE)
-    return LoadedModel(_build_core(spec, device, backend, False), spec, device, backend, False)
+    return LoadedModel(_build_core(path, spec, device, backend, False), spec, device, backend,
+                       False)
 
 
 def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
@@ -176,9 +186,9 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     backend = resolve_backend(runtime.backend)
+    path = artefact_path(spec.artefact)  # ModelsNotInstalled names the install command
     with _lock:  # one build per key even when several threads ask at once
-        model = _load(spec, dev, backend, bool(runtime.half and dev.type == "cuda"))
-    return model
+        return _load(path, spec, dev, backend, bool(runtime.half and dev.type == "cuda"))
 
 
 def load_detector_model(device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:

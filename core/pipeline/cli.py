@@ -108,9 +108,9 @@ def make_sinks(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     sinks = make_sinks(args)
+    source = open_source(video=args.video, camera=args.camera, images=args.images, url=args.url, fps=args.fps)
     if not sinks and not args.profile:
         log.warning("no outputs requested (--out, --json, --openpose-json, --csv); running for timing only")
-    source = open_source(video=args.video, camera=args.camera, images=args.images, url=args.url, fps=args.fps)
     try:
         return _run_with_source(args, config, source, sinks)
     finally:

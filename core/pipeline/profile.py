@@ -93,18 +93,18 @@ class RateMeter:
 
 def format_table(stats: dict) -> str:
     """The profile as a fixed-width text table (stages, sub-stages, queues, totals)."""
-    lines = [f"{'stage':<22}{'count':>7}{'mean ms':>10}{'p50 ms':>9}{'p95 ms':>9}{'fps':>9}{'capacity':>10}"]
+    lines = [f"{'stage':<26}{'count':>7}{'mean ms':>10}{'p50 ms':>9}{'p95 ms':>9}{'fps':>9}{'capacity':>10}"]
     rows = [(name, s) for name, s in stats.get("stages", {}).items()]
     rows += [(f"  {name}", s) for name, s in stats.get("substages", {}).items()]
     for name, s in rows:
-        lines.append(f"{name:<22}{s['count']:>7}{s['mean_ms']:>10.2f}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}"
+        lines.append(f"{name:<26}{s['count']:>7}{s['mean_ms']:>10.2f}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}"
                      f"{s['fps']:>9.1f}{s['capacity_fps']:>10.1f}")
     queues = stats.get("queues", {})
     if queues:
         lines.append("")
-        lines.append(f"{'queue':<22}{'capacity':>9}{'mean':>8}{'max':>6}")
+        lines.append(f"{'queue':<26}{'capacity':>9}{'mean':>8}{'max':>6}")
         for name, q in queues.items():
-            lines.append(f"{name:<22}{q['capacity']:>9}{q['mean']:>8.2f}{q['max']:>6}")
+            lines.append(f"{name:<26}{q['capacity']:>9}{q['mean']:>8.2f}{q['max']:>6}")
     lat = stats.get("latency_ms", {})
     lines.append("")
     lines.append(f"frames {stats.get('frames', 0)} in {stats.get('elapsed_s', 0.0):.2f} s, "

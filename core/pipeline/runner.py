@@ -21,7 +21,12 @@ Modes
 Public API (also used by the desktop app)
     FrameResult(index, timestamp, frame, poses, captured_at, timings, rendered)
     Pipeline(source, config, sinks=(), on_result=None, profile=False, estimator=None,
-             render=True, max_frames=None, mode=None)
+             render=True, max_frames=None, mode=None, hold_at_end=False)
+        estimator     any object with infer / postprocess / reset / device / backend; default
+                      ``PoseEstimator(config, config.runtime.device)``
+        max_frames    file mode: decode only that many; live mode: stop after that many results
+        hold_at_end   a seekable source does not end the run at its last frame: the decoder
+                      waits for ``seek`` or ``stop`` (a player's behaviour; ``.at_end`` tells)
         .start()                start the threads (opens the sinks first)
         .stop()                 ask every stage to stop; sinks are closed by their thread
         .join(timeout=None)     wait for the threads; True when all have ended
@@ -38,7 +43,7 @@ Public API (also used by the desktop app)
         .stats()                per-stage mean/p50/p95 ms and throughput, estimator sub-stages,
                                 queue depths, end-to-end fps (total and recent), latency
                                 (frame captured → result ready), frames, dropped
-        .running, .paused, .failure, .frames_done, .config, .estimator, .source
+        .running, .paused, .at_end, .failure, .frames_done, .config, .estimator, .source
 
 ``on_result(result)`` runs on the sinks thread after the writers; it must be quick (a GUI should
 hand the frame to its own thread). ``result.frame`` is the untouched RGB frame; with ``render=True``
@@ -135,16 +140,13 @@ class LatestSlot:
     def qsize(self) -> int:
         return int(self._has)
 
-    def clear(self) -> None:
-        with self._cond:
-            self._item, self._has = None, False
-
 
 class Pipeline:
     """Threaded pose pipeline over one source; see the module docstring for the API."""
 
     def __init__(self, source, config: Config | None = None, sinks=(), on_result=None, profile: bool = False,
-                 estimator=None, render: bool = True, max_frames: int | None = None, mode: str | None = None):
+                 estimator=None, render: bool = True, max_frames: int | None = None, mode: str | None = None,
+                 hold_at_end: bool = False):
         self.source = source
         self.config = config if config is not None else Config.load()
         self.sinks = list(sinks)
@@ -152,6 +154,8 @@ class Pipeline:
         self.profile = bool(profile)
         self.render = bool(render)
         self.max_frames = int(max_frames) if max_frames else None
+        self.hold_at_end = bool(hold_at_end)
+        self._at_end = False
         mode = mode or self.config.pipeline.mode
         if mode not in ("auto", "file", "live"):
             raise UserError(f"pipeline mode must be auto, file or live, not {mode!r}")
@@ -211,6 +215,7 @@ class Pipeline:
             for sink in opened:
                 sink.close()
             raise
+        self.estimator.reset()  # an estimator reused from another run must not carry its ROIs over
         self._started_at = time.perf_counter()
         for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
                              ("post", self._post_loop), ("sinks", self._sinks_loop)):
@@ -257,6 +262,11 @@ class Pipeline:
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
+
+    @property
+    def at_end(self) -> bool:
+        """True while a ``hold_at_end`` pipeline has decoded its last frame and waits for a seek."""
+        return self._at_end
 
     @property
     def paused(self) -> bool:
@@ -357,6 +367,13 @@ class Pipeline:
                 self._steps -= 1
             return True, target, self._gen
 
+    def _hold(self) -> None:
+        with self._ctl:
+            self._at_end = True
+            while self._seek_to is None and not self._stop.is_set():
+                self._ctl.wait(POLL_S)
+            self._at_end = False
+
     def _decode_loop(self) -> None:
         rec = self._rec["decode"]
         live = self.mode == "live"
@@ -371,17 +388,22 @@ class Pipeline:
                 if target is not None:
                     self.source.seek(target)
                     pace_origin = None
-                if self.max_frames is not None and not live and count >= self.max_frames:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    item = self.source.read()
-                except UserError as exc:
-                    self._source_error = exc  # keep what was decoded: drain, then report
-                    return
-                t1 = time.perf_counter()
+                limit_reached = self.max_frames is not None and not live and count >= self.max_frames
+                item = None
+                if not limit_reached:
+                    t0 = time.perf_counter()
+                    try:
+                        item = self.source.read()
+                    except UserError as exc:
+                        self._source_error = exc  # keep what was decoded: drain, then report
+                        return
+                    t1 = time.perf_counter()
                 if item is None:
-                    return
+                    if not self.hold_at_end or not self.source.seekable:
+                        return
+                    self._hold()  # a player stays open at the end, waiting for a seek or stop
+                    count = 0
+                    continue
                 if pace:
                     if pace_origin is None:
                         pace_origin = t1 - item.timestamp

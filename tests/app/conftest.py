@@ -27,15 +27,20 @@ def isolated_settings(tmp_path, monkeypatch):
     return tmp_path / "config" / "app.yaml"
 
 
-def wait_until(app, predicate, timeout: float = 30.0, interval_ms: int = 10) -> bool:
-    """Run the event loop until ``predicate()`` holds; False on timeout."""
+def wait_until(app, predicate, timeout: float = 30.0, interval_ms: int = 5) -> bool:
+    """Run the Qt event loop (as app.exec() would) until ``predicate()`` holds; False on timeout."""
+    from PySide6 import QtCore
+
+    if predicate():
+        return True
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        app.processEvents()
-        if predicate():
-            return True
-        time.sleep(interval_ms / 1000)
-    app.processEvents()
+    loop = QtCore.QEventLoop()
+    timer = QtCore.QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(lambda: (predicate() or time.monotonic() > deadline) and loop.quit())
+    timer.start()
+    loop.exec()
+    timer.stop()
     return bool(predicate())
 
 
@@ -43,3 +48,50 @@ def wait_until(app, predicate, timeout: float = 30.0, interval_ms: int = 10) -> 
 def wait(qapp):
     """wait(predicate, timeout=30) -> bool, spinning the Qt event loop meanwhile."""
     return lambda predicate, timeout=30.0: wait_until(qapp, predicate, timeout)
+
+
+class ScriptedEstimator:
+    """Stands in for the pose models where a test measures the GUI, not the models (long runs).
+
+    It has the estimator interface the Pipeline takes (``infer``, ``postprocess``, ``reset``,
+    ``device``, ``backend``) and returns two walking stick people whose positions follow the
+    frame index that ``core.io.PatternSource`` stores in pixel (0, 0), so every frame has poses
+    for the renderer, tracker, recorder and view to handle.
+    """
+
+    device = "cpu"
+    backend = "scripted"
+
+    def __init__(self, config=None):
+        self.config = config
+
+    def infer(self, frame, timings=None):
+        import numpy as np
+
+        from core.io import pattern_index
+        from core.poses import Poses
+
+        i = pattern_index(frame)
+        h, w = frame.shape[:2]
+        people = []
+        for p in range(2):
+            x0 = (i * 2 + p * w // 2) % max(w - 60, 1) + 10
+            ys = np.linspace(0.1 * h, 0.9 * h, 17)
+            xs = x0 + 20 + 12 * np.sin(np.arange(17) + i * 0.1)
+            people.append(np.stack([xs, ys, np.full(17, 0.9)], -1))
+        kp = np.asarray(people, np.float32)
+        boxes = np.concatenate([kp[..., :2].min(1) - 5, kp[..., :2].max(1) + 5], 1)
+        if timings is not None:
+            timings["detect"] = 0.0
+        return Poses(boxes, kp, np.full(2, 0.9))
+
+    def postprocess(self, poses):
+        return poses
+
+    def reset(self):
+        pass
+
+
+@pytest.fixture
+def scripted_estimator():
+    return ScriptedEstimator

@@ -122,31 +122,61 @@ def test_video_view_shares_memory_and_shows_frame(qapp):
     shot = view.grab().toImage()
     c = shot.pixelColor(rect.x() + 80, rect.y() + 30)  # red block centre, scaled ×2
     assert c.red() > 200 and c.green() < 50
+    assert not view.blits()  # no pre-scaled copy: Qt scales while painting
+    # a copy pre-scaled to the view's box (as the session makes on the pipeline thread) is blitted
+    import cv2
+
+    from app.video_view import fit_size
+
+    assert view.display_box == (320, 320) and fit_size(160, 120, *view.display_box) == (320, 240)
+    view.set_frame(frame, cv2.cvtColor(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_NEAREST),
+                                       cv2.COLOR_RGB2BGRA))
+    assert view.blits()
+    shot = view.grab().toImage()
+    assert shot.pixelColor(rect.x() + 80, rect.y() + 30).getRgb()[:3] == (255, 0, 0)
+    assert view.image().width() == 160  # screenshots keep the full resolution
+    view.resize(400, 400)
+    qapp.processEvents()
+    assert not view.blits()  # stale size after a resize: scaled while painting until the next frame
     with pytest.raises(ValueError):
         frame_to_qimage(np.zeros((4, 4), np.uint8))
 
 
 def test_perf_panel_plots_fps_and_stage_latency(qapp):
-    from app.perf_panel import PerfPanel
+    from app.perf_panel import END_TO_END, PerfPanel
 
     panel = PerfPanel(window_s=5)
     t0 = 1000.0
-    panel._t0 = panel._last_tick = t0
+    panel._t0 = t0
     for tick in range(1, 30):
-        for _ in range(10):  # 10 results per 0.5 s tick = 20 fps
-            panel.meter.add({"detect": 5.0, "sppe": 12.0 + (tick > 10)}, latency_ms=40.0)
+        for k in range(10):  # 10 results per 0.5 s tick = 20 fps
+            panel.meter.add({"detect": 5.0, "sppe": 12.0 + (tick > 10)}, latency_ms=40.0,
+                            now=t0 + 0.5 * (tick - 1) + 0.05 * (k + 1))
         panel.tick(now=t0 + 0.5 * tick)
     fps = panel.fps_history()
     assert len(fps) == 11  # the last 5 s only: history is bounded
     assert fps[-1] == pytest.approx(20.0)
     xs, ys = panel.fps_curve.getData()
     assert len(xs) == 11 and ys[-1] == pytest.approx(20.0)
-    assert sorted(panel.stage_names()) == ["detect", "sppe"]
-    assert panel._curves["sppe"].getData()[1][-1] == pytest.approx(13.0)
+    assert sorted(panel.stage_names()) == sorted(["detect", "sppe", END_TO_END])
+    assert panel._curves["sppe"].yData[-1] == pytest.approx(13.0)
+    assert "FPS 20.0" in panel.summary.text() and "40 ms" in panel.summary.text()
+    panel.tick(now=t0 + 0.5 * 30 + 4.0)  # nothing arrived for 4 s: paused
+    assert panel.fps_history()[-1] == 0.0
+    assert panel._curves["sppe"].yData[-1] == pytest.approx(13.0)  # last measured value is held
     panel.set_stats({"queues": {"infer_in": {"capacity": 4, "mean": 2.5, "max": 4, "samples": 9}},
-                     "dropped": 3, "mode": "live"}, "cpu", "jit")
-    assert "infer 2.5/4 (max 4)" in panel.queues.text() and "dropped 3" in panel.queues.text()
+                     "dropped": 3, "mode": "live", "frames": 120, "fps": 7.5}, "cpu", "jit")
+    assert "infer 2.5/4 (max 4)" in panel.queues.text()
+    assert panel.totals.text() == "120 frames · 7.5 fps average · dropped 3"
     assert "cpu" in panel.device.text() and "jit" in panel.device.text()
+    seen = []
+    panel.window_changed.connect(seen.append)
+    panel.window_box.setValue(60)  # the user widens the window: history kept, room for more
+    assert panel._t.maxlen == 121 and len(panel.fps_history()) == 11 and seen[-1] == 60
+    panel.tick(now=t0 + 0.5 * 31 + 4.0)
+    assert len(panel.fps_history()) == 12
+    panel.reset()
+    assert panel.fps_history() == [] and panel.stage_names() == []
 
 
 @pytest.mark.parametrize("path, kind", [
@@ -165,3 +195,24 @@ def test_spec_for_folder_and_single_image(tmp_path):
     assert spec_for_path(str(tmp_path)).kind == "images"
     spec = spec_for_path(str(tmp_path / "a.png"))
     assert spec.kind == "images" and spec.value == str(tmp_path)
+
+
+@pytest.mark.parametrize("env, has_cursor, error", [
+    ({"QT_QPA_PLATFORM": "offscreen"}, False, None),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, False, None),
+    ({"DISPLAY": ":0"}, True, None),
+    ({}, True, "no display"),
+    ({"QT_QPA_PLATFORM": "xcb"}, True, "no display"),
+    ({"DISPLAY": ":0"}, False, "apt-get install libxcb-cursor0 libxcb-icccm4"),
+])
+def test_platform_gate(env, has_cursor, error):
+    from app.version_check import check_platform
+
+    def find(name):
+        return f"lib{name}.so" if has_cursor else None
+
+    if error is None:
+        check_platform(env, "linux", find)
+    else:
+        with pytest.raises(UserError, match=error):
+            check_platform(env, "linux", find)

@@ -57,7 +57,7 @@ def test_dark_beats_quarter_with_additive_noise(rng, noise):
     assert dark < quarter
 
 
-@pytest.mark.parametrize("case", ["noisy", "tiny", "negative", "sharp", "flat", "border"])
+@pytest.mark.parametrize("case", ["noisy", "tiny", "clamp", "negative", "sharp", "flat", "border"])
 @pytest.mark.parametrize("method", METHODS)
 def test_matches_literal_reference(rng, case, method):
     """Same results as a literal DarkPose-style decoder (OpenCV blur of the zero-padded map, full
@@ -67,6 +67,8 @@ def test_matches_literal_reference(rng, case, method):
         maps = maps + rng.normal(0, 0.05, maps.shape).astype(np.float32)
     elif case == "tiny":  # patch values below 1e-10: the full-map rescale and the clamp matter
         maps = (maps * np.float32(1e-12)).astype(np.float32)
+    elif case == "clamp":  # max 1.2e-10: the clamp cuts the ±2 px samples only, changing the step
+        maps = (maps / maps.max(axis=(-2, -1), keepdims=True) * np.float32(1.2e-10)).astype(np.float32)
     elif case == "negative":
         maps = maps - 2.0
     elif case == "sharp":  # σ = 0.5: far tails underflow to exactly 0
@@ -178,3 +180,13 @@ def test_crop_heatmap_coordinate_maps():
     np.testing.assert_allclose(heatmap_to_crop(hm, (64, 48), (256, 192)), pts)
     th = crop_to_heatmap(torch.tensor(pts), (256, 192), (64, 48))
     np.testing.assert_allclose(th.numpy(), hm)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parallel_and_serial_paths_agree(rng, method):
+    maps, _ = gaussian_maps(rng, 64)
+    maps = (maps + rng.normal(0, 0.05, maps.shape).astype(np.float32)).reshape(4, 16, H, W)
+    serial = decode_heatmaps(maps, method, parallel=False)
+    threaded = decode_heatmaps(maps, method, parallel=True)
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)

@@ -169,3 +169,17 @@ def test_matches_python_reference(preset, seed):
     np.testing.assert_array_equal(kept, ref_kept)
     np.testing.assert_allclose(kp, ref_kp, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(sc, ref_sc, rtol=1e-12)
+
+
+def test_paper_match_rule_override_is_scale_normalised(rng):
+    """match_count > 0 in the paper form counts keypoints within alpha·S (no pixel cap)."""
+    a = person(1000, 0)
+    b = a.copy()
+    b[:8] += 300  # 9 keypoints identical, 8 far: the similarity stays below η
+    poses = Poses(np.array([[*a.min(0), *a.max(0)]] * 2), np.stack([np.c_[a, np.ones(17)], np.c_[b, np.ones(17)]]),
+                  np.array([0.9, 0.8]))
+    assert len(pose_nms(poses, "paper")) == 2
+    assert len(pose_nms(poses, "paper", match_count=9)) == 1
+    assert len(pose_nms(poses, "paper", match_count=10)) == 2
+    small = Poses(poses.boxes / 100, poses.keypoints * [0.01, 0.01, 1], poses.scores)
+    assert len(pose_nms(small, "paper", match_count=9)) == 1

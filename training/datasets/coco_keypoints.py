@@ -274,11 +274,12 @@ class CocoKeypoints(Dataset):
         hm = crop_to_heatmap(xy_crop, g.input_size, g.heatmap_size)
         return encode_heatmaps(hm, inside, g.heatmap_size, g.sigma)
 
-    def _to_tensor(self, crop_uint8: np.ndarray, rng: np.random.Generator | None) -> torch.Tensor:
+    def _to_tensor(self, crop_uint8: np.ndarray, rng: np.random.Generator | None, normalise: bool = True) -> torch.Tensor:
         crop = crop_uint8.astype(np.float32) * (1.0 / 255.0)
         if rng is not None and (self.augment.colour > 0 or self.augment.grey_prob > 0):
             crop = colour_jitter(crop, rng, self.augment.colour, self.augment.grey_prob)
-        crop = (crop - np.asarray(self.geometry.mean, np.float32)) / np.asarray(self.geometry.std, np.float32)
+        if normalise:
+            crop = (crop - np.asarray(self.geometry.mean, np.float32)) / np.asarray(self.geometry.std, np.float32)
         return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32))
 
     # ------------------------------------------------------------------------------ samples
@@ -312,7 +313,9 @@ class CocoKeypoints(Dataset):
         xy_c, vis_c = self._keypoints_in(kp, theta_ideal, flip)
         centred, centred_w = self._targets(xy_c, vis_c)
         sample.update({
-            "image": self._to_tensor(warp(image, theta_ctx, ctx_size), jitter_rng),
+            # RGB in [0, 1]: the STN crops it, then the crop is normalised (zero padding = black,
+            # as in the estimator's crops)
+            "image": self._to_tensor(warp(image, theta_ctx, ctx_size), jitter_rng, normalise=False),
             "theta": torch.from_numpy(theta_ctx),  # context px → image px
             "theta_box": torch.from_numpy(theta_box),
             "centred_target": torch.from_numpy(centred), "centred_weight": torch.from_numpy(centred_w),

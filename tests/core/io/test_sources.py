@@ -167,3 +167,38 @@ def test_classes_raise_the_same_errors_directly(tmp_path):
         CameraSource(98)
     with pytest.raises(UserError, match="cannot open stream"):
         URLSource(f"http://127.0.0.1:{_closed_port()}/x", connect_timeout=1, read_timeout=1)
+
+
+def test_url_source_reads_an_http_stream(tmp_path, write_video):
+    import functools
+    import http.server
+    import threading
+
+    write_video(tmp_path / "cam.mp4", 12, faststart=True)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = URLSource(f"http://127.0.0.1:{server.server_address[1]}/cam.mp4")
+        frames = _read_all(src)
+        src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert src.live and (src.width, src.height) == (64, 48)
+    assert [f.index for f in frames] == list(range(12))
+    assert all(b.timestamp >= a.timestamp for a, b in zip(frames, frames[1:]))
+
+
+def test_url_that_accepts_but_never_answers_times_out():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        t0 = time.perf_counter()
+        with pytest.raises(UserError, match=r"no answer within 1 s"):
+            URLSource(f"http://127.0.0.1:{listener.getsockname()[1]}/x.mp4", connect_timeout=1, read_timeout=1)
+        assert time.perf_counter() - t0 < 3

@@ -186,3 +186,10 @@ def test_unlearned_module_is_the_plain_crop(rng):
     crops, theta = SymmetricSTN(out_size=(32, 24), learned=False)(images, theta_box)
     torch.testing.assert_close(crops, crop(images, theta_box, (32, 24)), atol=0, rtol=0)
     np.testing.assert_allclose(theta.numpy(), theta_box, atol=1e-6)
+
+
+def test_uint8_images_are_rounded_not_truncated():
+    img = torch.tensor([[[[10, 11], [10, 11]]]], dtype=torch.uint8)
+    theta = torch.tensor([[[1.0, 0.0, 0.75], [0.0, 1.0, 0.0]]])  # 3/4 of the way to the second column
+    out = crop(img, theta, (1, 1))
+    assert out.dtype == torch.uint8 and int(out) == 11  # 10.75 → 11 (truncation would give 10)

@@ -98,7 +98,7 @@ def test_ctrl_c_finalises_the_video_and_the_json(tmp_path, blazepose_models, dem
         deadline = time.perf_counter() + 120
         while time.perf_counter() < deadline and proc.poll() is None:
             try:  # the JSON is valid on disk after every frame, so this read never sees half an entry
-                if len({e["image_id"] for e in json.loads(js.read_text())}) >= 5:
+                if len({e["image_id"] for e in json.loads(js.read_text())}) >= 3:
                     break
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
@@ -117,7 +117,7 @@ def test_ctrl_c_finalises_the_video_and_the_json(tmp_path, blazepose_models, dem
         s = c.streams.video[0]
         decoded = sum(1 for _ in c.decode(s))
         assert (s.width, s.height) == (1768, 994)
-    assert 5 <= decoded < 230
+    assert 3 <= decoded < 230
     assert max(frames_in_json) < decoded + 5  # the video holds every frame the JSON reports (± in flight)
 
 

@@ -181,7 +181,7 @@ def test_seek_discards_in_flight_frames_and_resets_state(pattern_estimator):
     jump = next(i for i in range(1, len(indices)) if indices[i] != indices[i - 1] + 1)
     assert indices[jump] == 300 and indices[jump:] == list(range(300, 400))
     assert indices[:jump] == list(range(indices[jump - 1] + 1))
-    assert est.resets == 1
+    assert est.resets == 2  # once at start, once at the seek
 
 
 def test_seek_while_paused_shows_one_frame(pattern_estimator):
@@ -283,3 +283,19 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
         if time.perf_counter() - t0 > timeout:
             raise AssertionError("condition not reached in time")
         time.sleep(0.005)
+
+
+def test_hold_at_end_waits_for_a_seek_then_stops_on_request(pattern_estimator):
+    p = Pipeline(PatternSource(64, 48, num_frames=20), _config(), estimator=pattern_estimator(), render=False,
+                 hold_at_end=True)
+    results = _collect(p)
+    p.start()
+    _wait_for(lambda: p.at_end and len(results) == 20)
+    time.sleep(0.1)
+    assert p.running and len(results) == 20
+    p.seek(15)
+    _wait_for(lambda: len(results) == 25)
+    assert [r.index for r in results[20:]] == list(range(15, 20))
+    p.stop()
+    p.wait()
+    assert not p.running

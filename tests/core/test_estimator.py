@@ -1,0 +1,195 @@
+"""PoseEstimator end to end on the real demo video with the embedded models.
+
+The whole 230-frame clip runs once per module with the default configuration (tiled BlazePose
+detection every 8 frames, landmark-derived ROIs in between, regression decode, COCO-17 output);
+the tests share that run.
+
+Who is who, measured on the video itself (mid-hip point = mean of the COCO hips):
+* the jumping-jacks man stands on the louvred box during frames 0–160 (he flips off it after
+  ~165): mid-hip x 600–800, y 200–330 — well above everyone else's hips;
+* the walker crosses at ground level from the right edge to the left edge during frames 40–200;
+  during frames 45–180 she is the only person whose mid-hip lies below y 600 (ground level
+  650–780), since the jumper lands only after ~183.
+"""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from core.config import Config
+from core.errors import UserError
+from core.estimator import PoseEstimator, resolve_device
+from core.poses import Poses
+
+STAGES = ("detect", "crop", "sppe", "decode")
+JUMPER_FRAMES = range(0, 161)
+WALKER_FRAMES = range(45, 181)
+
+
+def decode_frames(path, indices=None):
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if indices is None or i in indices:
+                yield i, frame.to_ndarray(format="rgb24")
+
+
+@pytest.fixture(scope="module")
+def estimator(blazepose_models):
+    return PoseEstimator(Config.load(), "cpu")
+
+
+@pytest.fixture(scope="module")
+def clip_run(estimator, demo_video):
+    estimator.reset()
+    poses, timings = [], []
+    for _, frame in decode_frames(demo_video):
+        t = {}
+        poses.append(estimator.infer(frame, t))
+        timings.append(t)
+    return poses, timings, estimator.detector_runs
+
+
+@pytest.fixture(scope="module")
+def few_frames(demo_video):
+    return dict(decode_frames(demo_video, {0, 50, 100}))
+
+
+def hip_centres(p: Poses) -> np.ndarray:
+    return p.keypoints[:, [11, 12], :2].mean(1)
+
+
+def find(p: Poses, x_range, y_range):
+    h = hip_centres(p)
+    hit = (h[:, 0] >= x_range[0]) & (h[:, 0] <= x_range[1]) & (h[:, 1] >= y_range[0]) & (h[:, 1] <= y_range[1])
+    return np.flatnonzero(hit)
+
+
+def walker_index(p: Poses):
+    i = find(p, (0, 1768), (600, 900))
+    return int(i[0]) if len(i) == 1 else None
+
+
+def test_every_frame_has_a_result(clip_run):
+    poses, timings, _ = clip_run
+    assert len(poses) == 230
+    for p in poses:
+        assert p.layout == "coco17" and p.keypoints.shape[1:] == (17, 3)
+        assert ((p.keypoints[..., 2] >= 0) & (p.keypoints[..., 2] <= 1)).all()
+        assert ((p.scores >= 0) & (p.scores <= 1)).all()
+        assert (p.boxes[:, :2] <= p.keypoints[..., :2].min(1)).all()
+        assert (p.boxes[:, 2:] >= p.keypoints[..., :2].max(1)).all()
+
+
+def test_someone_in_nearly_every_frame(clip_run):
+    poses, _, _ = clip_run
+    assert np.mean([len(p) >= 1 for p in poses]) >= 0.95
+
+
+def test_jumping_jacks_person_found(clip_run):
+    poses, _, _ = clip_run
+    found = [len(find(poses[i], (600, 800), (200, 330))) >= 1 for i in JUMPER_FRAMES]
+    assert np.mean(found) >= 0.8
+
+
+def test_walker_found(clip_run):
+    poses, _, _ = clip_run
+    found = [walker_index(poses[i]) is not None for i in WALKER_FRAMES]
+    assert np.mean(found) >= 0.8
+    xs = [hip_centres(poses[i])[walker_index(poses[i]), 0] for i in WALKER_FRAMES if walker_index(poses[i]) is not None]
+    assert xs[0] - xs[-1] > 1000  # she walks right to left across the frame
+
+
+def test_walker_is_anatomically_upright(clip_run):
+    """The walker is upright all along: nose above hips above ankles (image y grows down)."""
+    poses, _, _ = clip_run
+    ok = []
+    for i in WALKER_FRAMES:
+        j = walker_index(poses[i])
+        if j is None:
+            continue
+        kp = poses[i].keypoints[j]
+        nose, hips, ankles = kp[0, 1], kp[[11, 12], 1].mean(), kp[[15, 16], 1].mean()
+        ok.append(nose < hips < ankles)
+    assert len(ok) > 100 and np.mean(ok) >= 0.98
+
+
+def test_roi_tracking_runs_the_detector_rarely(clip_run):
+    poses, timings, runs = clip_run
+    # every 8th frame plus re-detections after a loss: far fewer than 230
+    assert 230 / 8 <= runs < 230 / 3
+    for t in timings:
+        assert set(STAGES) <= set(t) and all(t[s] >= 0 for s in STAGES)
+
+
+def test_reset_and_interval_one(estimator, few_frames):
+    estimator.reset()
+    estimator.infer(few_frames[0])
+    estimator.infer(few_frames[0])
+    assert (estimator.frames_seen, estimator.detector_runs) == (2, 1)
+    assert len(estimator.tracked_rois[1]) >= 1
+    estimator.reset()
+    assert estimator.frames_seen == 0 and len(estimator.tracked_rois[1]) == 0
+    cfg = Config.load(overrides={"detector": {"interval": 1}})
+    every = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    for _ in range(3):
+        every.infer(few_frames[50])
+    assert every.detector_runs == 3
+
+
+@pytest.mark.parametrize("method", ["dark", "quarter", "argmax"])
+def test_heatmap_decoders_agree_with_regression(estimator, few_frames, method):
+    cfg = Config.load(overrides={"sppe": {"decode": method}})
+    other = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    estimator.reset()
+    ref = estimator.infer(few_frames[50])
+    got = other.infer(few_frames[50])
+    assert len(got) == len(ref) >= 2  # same detections, same crops
+    d = np.linalg.norm(got.keypoints[..., :2] - ref.keypoints[..., :2], axis=-1)
+    assert np.median(d) < 15  # px, on people ~400 px tall
+    np.testing.assert_allclose(got.keypoints[..., 2], ref.keypoints[..., 2])  # visibility either way
+
+
+def test_blazepose33_layout_and_postprocess(estimator, few_frames):
+    cfg = Config.load(overrides={"sppe": {"keypoint_layout": "blazepose33"}})
+    est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    p = est.infer(few_frames[100])
+    assert p.layout == "blazepose33" and p.keypoints.shape[1:] == (33, 3) and len(p) >= 2
+    kept = est.postprocess(p)
+    assert isinstance(kept, Poses) and 1 <= len(kept) <= len(p)
+
+
+def test_hog_detector_end_to_end(estimator, few_frames):
+    cfg = Config.load(overrides={"detector": {"name": "hog"}})
+    est = PoseEstimator(cfg, "cpu", sppe=estimator.sppe)
+    p = est.infer(few_frames[0])
+    assert len(find(p, (600, 800), (200, 330))) == 1
+
+
+def test_trained_sppe_without_regression_or_aux_points(estimator, few_frames, tmp_path):
+    """A heatmap-only SPPE (tiny untrained hourglass): regression falls back to DARK and the next
+    ROI comes from the keypoints themselves."""
+    from core.models.trained_sppe import SPPEModelSpec, build_sppe_model
+    from training.checkpoint import save_checkpoint
+
+    spec = SPPEModelSpec(arch="hourglass", input_size=(64, 48), stacks=1, features=16, depth=2).validate()
+    path = save_checkpoint(tmp_path / "tiny.pt", kind="sppe", spec=spec, config={}, model=build_sppe_model(spec),
+                           epoch=0)
+    cfg = Config.load(overrides={"sppe": {"model": "hourglass", "weights": str(path)}})
+    est = PoseEstimator(cfg, "cpu", detector=estimator.detector)
+    p = est.infer(few_frames[50])
+    assert p.layout == "coco17" and len(p) >= 1
+    centres, sides, _ = est.tracked_rois
+    assert len(sides) == len(p) and np.isfinite(centres).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu")
+    with pytest.raises(UserError, match="sppe.decode"):
+        PoseEstimator(Config.load(overrides={"sppe": {"decode": "soft-argmax"}}), "cpu")
+
+
+def test_frame_must_be_rgb_uint8(estimator):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        estimator.infer(np.zeros((10, 10), np.uint8))

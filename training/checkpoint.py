@@ -1,0 +1,58 @@
+"""Resumable training checkpoints that embed their config and model spec.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists) so ``torch.load(weights_only=True)``
+reads it: ``format``, ``kind`` (sppe | rmpe), ``model_spec`` (what ``load_trained_sppe`` rebuilds
+from), ``config`` (the whole training config), ``model`` / ``stn`` state dicts, optimiser, scheduler
+and AMP scaler state, ``epoch`` (last finished), ``stage`` (RMPE), ``best_ap`` and ``metrics``.
+Files are written to a temporary name and renamed, so an interrupted save never leaves a torn file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from core.errors import UserError
+from core.models.trained_sppe import CHECKPOINT_FORMAT, SPPEModelSpec, read_checkpoint
+
+log = logging.getLogger("rmpe.train")
+
+
+def save_checkpoint(path: str | Path, *, kind: str, spec: SPPEModelSpec, config: dict, model: torch.nn.Module,
+                    epoch: int, optimizer=None, scheduler=None, scaler=None, stn: torch.nn.Module | None = None,
+                    best_ap: float = -1.0, metrics: dict | None = None, stage: int = 0,
+                    extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "model_spec": spec.to_dict(),
+        "config": config,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "stn": None if stn is None else {k: v.detach().cpu() for k, v in stn.state_dict().items()},
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+        "epoch": int(epoch),
+        "stage": int(stage),
+        "best_ap": float(best_ap),
+        "metrics": metrics or {},
+        "torch_rng": torch.get_rng_state(),
+    }
+    if extra:
+        ckpt.update(extra)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Read a checkpoint for resuming or fine-tuning (UserError if missing, foreign or the wrong kind)."""
+    ckpt = read_checkpoint(path)
+    if kind is not None and ckpt.get("kind") != kind:
+        raise UserError(f"{path} is a {ckpt.get('kind')} checkpoint; this command needs a {kind} checkpoint")
+    return ckpt

@@ -1,0 +1,1 @@
+"""Training data: COCO-format keypoint samples, the synthetic people generator, pseudo-labelling."""

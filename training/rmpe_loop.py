@@ -1,0 +1,324 @@
+"""``train rmpe``: symmetric STN + SPPE with the parallel SPPE branch (RMPE §3.1), in stages.
+
+Each sample is a context crop around a proposal box (a PGPG proposal, or the GT box) plus the
+proposal's θ inside it. The learned STN (``core.models.sstn.SymmetricSTN``: localisation net →
+residual affine on top of the box θ, identity at start) crops the SPPE input from the context.
+
+Losses:
+* main: the SPPE's heatmaps (every stack) are mapped back to the proposal's frame by the SDTN
+  (differentiable resampling with θ_stn⁻¹ ∘ θ_box) and compared with the proposal-frame targets;
+* parallel: a frozen SPPE looks at the same STN crop and is compared with *centre-located*
+  targets — the pose as it appears in the ideal crop of the GT box. Its weights never change;
+  its error flows back through the crop into the STN, pushing it to centre the person.
+
+Stages (``rmpe.stages``; the default schedule when empty, following the paper's order — SPPE
+first, then the SSTN with the frozen parallel branch on generated proposals, then fine-tuning):
+1. ``sppe``  — SPPE alone on GT boxes (dropped when ``rmpe.init_sppe`` supplies a trained SPPE);
+2. ``stn``   — SPPE frozen; the STN learns from both losses on proposals (``optim.epochs`` // 2);
+3. ``joint`` — STN and SPPE together at lr / 10 on proposals (``optim.epochs`` // 2).
+The parallel branch is a frozen copy of the SPPE as it stands when the first STN stage starts
+(or ``rmpe.parallel_sppe``). Ablations: ``use_stn: false`` (plain box crops, no parallel branch)
+and ``use_parallel: false``.
+
+Evaluation maps predictions back through the STN crop's θ and the context θ to the image (SDTN)
+and scores them with pycocotools; ``eval.proposals: pgpg`` evaluates on seeded proposals.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.models.sstn import invert_affine
+from core.models.trained_sppe import (SPPEModelSpec, build_sppe_model, build_stn, detransform_heatmaps,
+                                      normalise_crops, to_heatmaps)
+from core.skeleton import get_skeleton
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
+                             geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
+                             seed_everything, set_epoch, set_threads, train_loader)
+from training.config import RMPEStage, TrainConfig, rmpe_stage
+from training.datasets.coco_keypoints import AugmentConfig
+from training.ddp import DistInfo, barrier, cleanup, init_distributed, unwrap, wrap_model
+from training.engine import train_one_epoch
+from training.evaluate import evaluate_parts, flip_averaged
+from training.metrics import CSVLog
+from training.pgpg import load_proposals
+
+log = logging.getLogger("rmpe.train")
+
+
+class RMPENet(nn.Module):
+    """STN + SPPE: (context [N, 3, Hc, Wc] RGB in [0, 1], θ_box [N, 2, 3]) → (crops, θ_stn, raw stacks)."""
+
+    def __init__(self, stn: nn.Module, sppe: nn.Module, spec: SPPEModelSpec):
+        super().__init__()
+        self.stn = stn
+        self.sppe = sppe
+        self.spec = spec
+
+    def forward(self, context: torch.Tensor, theta_box: torch.Tensor):
+        n = context.shape[0]
+        crops, theta = self.stn(context, theta_box.to(context.dtype), torch.arange(n, device=context.device))
+        raw = self.sppe(channels_last(normalise_crops(crops, self.spec)))
+        return crops, theta, raw
+
+
+def compose_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a ∘ b for batched affine [N, 2, 3] maps."""
+    return torch.cat([a[:, :, :2] @ b[:, :, :2], (a[:, :, :2] @ b[:, :, 2:] + a[:, :, 2:])], 2)
+
+
+def main_loss(raw: list[torch.Tensor], box_to_stn: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+              spec: SPPEModelSpec) -> torch.Tensor:
+    """SDTN loss: every stack's output mapped back to the proposal frame vs proposal-frame targets.
+
+    mse: the heatmaps themselves are resampled. softmax: the spatial probabilities are resampled
+    (outside the STN crop = 0) and renormalised, so an STN zoom changes no constant in the loss.
+    """
+    size = tuple(spec.input_size)
+    total = target.new_zeros((), dtype=torch.float32)
+    for out in raw:
+        if spec.loss == "softmax":
+            n, k, h, w = out.shape
+            p = torch.softmax(out.float().reshape(n, k, -1), -1).reshape(n, k, h, w)
+            p = detransform_heatmaps(p, box_to_stn.float(), size).reshape(n, k, -1)
+            p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+            t = target.reshape(n, k, -1).float()
+            t = t / t.sum(-1, keepdim=True).clamp_min(1e-12)
+            total = total + (-(t * torch.log(p.clamp_min(1e-12))).sum(-1) * weight).mean()
+        else:
+            back = detransform_heatmaps(out.float(), box_to_stn.float(), size)
+            total = total + ((back - target) ** 2 * weight[:, :, None, None]).mean()
+    return total
+
+
+def default_stages(cfg: TrainConfig) -> list[RMPEStage]:
+    e = max(cfg.optim.epochs, 1)
+    stages = []
+    if not cfg.rmpe.init_sppe:
+        stages.append(RMPEStage("sppe", e, cfg.optim.lr, ["sppe"], 0.0))
+    if cfg.rmpe.use_stn:
+        stages.append(RMPEStage("stn", max(e // 2, 1), cfg.optim.lr, ["stn"], 1.0))
+        stages.append(RMPEStage("joint", max(e // 2, 1), cfg.optim.lr / 10, ["stn", "sppe"], 1.0))
+    else:
+        stages.append(RMPEStage("proposals", e, cfg.optim.lr / 10, ["sppe"], 1.0))
+    return stages
+
+
+def run_rmpe(cfg: TrainConfig, resume: str | None = None) -> dict:
+    """Train an RMPE model through its stages; returns {"history", "best_ap", "last", "best"}."""
+    info = init_distributed(cfg.run.device)
+    try:
+        return _run(cfg, info, resume)
+    finally:
+        cleanup(info)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _load_sppe_weights(path: str, device) -> tuple[SPPEModelSpec, nn.Module]:
+    ckpt = load_checkpoint(path)
+    spec = SPPEModelSpec.from_dict(ckpt["model_spec"])
+    model = build_sppe_model(spec)
+    model.load_state_dict(ckpt["model"])
+    return spec, model.to(device, memory_format=torch.channels_last)
+
+
+def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
+    set_threads(cfg.run.threads)
+    seed_everything(cfg.run.seed)
+    r = cfg.rmpe
+    out = Path(cfg.run.out)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(resume, "rmpe") if resume else None
+
+    # --- the networks
+    if ckpt is not None:
+        spec = SPPEModelSpec.from_dict(ckpt["model_spec"])
+        sppe = build_sppe_model(spec)
+        sppe.load_state_dict(ckpt["model"])
+        sppe = sppe.to(info.device, memory_format=torch.channels_last)
+    elif r.init_sppe:
+        spec, sppe = _load_sppe_weights(r.init_sppe, info.device)
+        log.info("SPPE initialised from %s (%s)", r.init_sppe, spec.arch)
+    else:
+        spec = copy.deepcopy(cfg.model)
+        sppe = build_sppe_model(spec).to(info.device, memory_format=torch.channels_last)
+    spec.stn = {"loc_size": list(r.loc_size), "backbone": r.loc_backbone} if r.use_stn else None
+    cfg.model = spec  # the datasets and the embedded config follow the SPPE actually trained
+    stn = build_stn(spec, learned=r.use_stn).to(info.device)
+    if ckpt is not None and ckpt.get("stn") is not None:
+        stn.load_state_dict(ckpt["stn"])
+    net = RMPENet(stn, sppe, spec)
+    use_parallel = r.use_stn and r.use_parallel
+    parallel, parallel_spec = None, None
+    if ckpt is not None and ckpt.get("parallel") is not None:
+        parallel_spec = SPPEModelSpec.from_dict(ckpt["parallel_spec"])
+        parallel = build_sppe_model(parallel_spec)
+        parallel.load_state_dict(ckpt["parallel"])
+        parallel = _frozen(parallel.to(info.device, memory_format=torch.channels_last))
+
+    stages = [rmpe_stage(s) for s in r.stages] if r.stages else default_stages(cfg)
+    log.info("train rmpe on %s, %d process(es): %s; STN %s, parallel SPPE %s; stages: %s", describe_device(info),
+             info.world_size, spec.arch, "on" if r.use_stn else "off", "on" if use_parallel else "off",
+             ", ".join(f"{s.name} ({s.epochs} ep, lr {s.lr:g}, trains {'+'.join(s.train)})" for s in stages))
+    if not r.use_stn and any("stn" in s.train for s in stages):
+        raise UserError("rmpe.use_stn is false but a stage trains the stn")
+
+    geometry = geometry_from(cfg, context=r.context)
+    proposals = load_proposals(r.pgpg_model or cfg.pgpg_model, cfg.pgpg.jitter)
+    val_augment = AugmentConfig.none()
+    if cfg.eval.proposals == "pgpg":
+        val_augment.proposal_prob = 1.0
+    val_set = build_dataset(cfg, "val", info, geometry, val_augment, proposals)
+    val_parts = [(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)]
+    step_log = CSVLog(out / "steps.csv", enabled=info.is_main)
+    epoch_log = CSVLog(out / "metrics.csv", enabled=info.is_main)
+    paths = {"last": out / "last.pt", "best": out / "best.pt"}
+    flip_index = get_skeleton(spec.layout).flip_index
+
+    def predict(batch):
+        context = batch["image"].to(info.device)
+        theta_box = batch["theta_box"].to(info.device, torch.float32)
+        with torch.autocast(info.device.type, enabled=amp_enabled(cfg, info.device)):
+            crops, theta_stn = net.stn(context, theta_box, torch.arange(context.shape[0], device=info.device))
+            heat = flip_averaged(lambda x: to_heatmaps(net.sppe(channels_last(normalise_crops(x, spec)))[-1].float(),
+                                                       spec), crops, flip_index, cfg.eval.flip_test)
+        total = np.asarray([_compose_np(c, s) for c, s in zip(batch["theta"].numpy(),
+                                                              theta_stn.detach().double().cpu().numpy())])
+        return heat.float(), total
+
+    def evaluate_now() -> dict:
+        net.eval()
+        with torch.no_grad():
+            return evaluate_parts(val_parts, predict, cfg, info, spec.input_size, spec.heatmap_size)
+
+    history = list(ckpt.get("metrics", {}).get("history", [])) if ckpt else []
+    best_ap = float(ckpt["best_ap"]) if ckpt else -1.0
+    start_stage = int(ckpt["stage"]) if ckpt else 0
+    start_epoch = int(ckpt.get("stage_epoch", 0)) if ckpt else 0
+    global_epoch = int(ckpt["epoch"]) if ckpt else 0
+    if ckpt is not None:
+        log.info("resumed from %s: stage %d (%s), epoch %d of it", resume, start_stage,
+                 stages[min(start_stage, len(stages) - 1)].name, start_epoch)
+
+    if cfg.eval.before and ckpt is None:
+        metrics = evaluate_now()
+        row = {"epoch": 0, "stage": "initial", "loss": float("nan"), "main_loss": float("nan"),
+               "parallel_loss": float("nan"), "images_per_s": 0.0, **_ap(metrics)}
+        history.append(row)
+        epoch_log.write(row)
+        log.info("epoch 0 (initial): AP %.4f", metrics["AP"])
+
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        trains_stn = "stn" in stage.train
+        if trains_stn and use_parallel and parallel is None:
+            if r.parallel_sppe:
+                parallel_spec, parallel = _load_sppe_weights(r.parallel_sppe, info.device)
+                if tuple(parallel_spec.input_size) != tuple(spec.input_size) or parallel_spec.layout != spec.layout \
+                        or parallel_spec.loss != spec.loss:
+                    raise UserError("rmpe.parallel_sppe must share input_size, layout and loss with the SPPE")
+            else:
+                parallel_spec, parallel = spec, copy.deepcopy(sppe)
+            parallel = _frozen(parallel)
+            log.info("parallel SPPE frozen (%s)", r.parallel_sppe or "copy of the current SPPE")
+        for p in stn.parameters():
+            p.requires_grad_(trains_stn and r.use_stn)
+        for p in sppe.parameters():
+            p.requires_grad_("sppe" in stage.train)
+        augment = copy.deepcopy(cfg.augment)
+        augment.proposal_prob = stage.proposal_prob if proposals is not None else 0.0
+        train_set = build_dataset(cfg, "train", info, geometry, augment, proposals)
+        train_model = wrap_model(net, info)
+        loader, sampler = train_loader(train_set, cfg, info)
+        optimizer = make_optimizer(train_model.parameters(), cfg, lr=stage.lr)
+        scheduler = make_scheduler(optimizer, cfg, len(loader), epochs=stage.epochs)
+        scaler = make_scaler(cfg, info.device)
+        if ckpt is not None and si == start_stage and ckpt.get("optimizer") is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler") and scaler.is_enabled():
+                scaler.load_state_dict(ckpt["scaler"])
+        use_parallel_now = trains_stn and parallel is not None
+        parts = {"main": 0.0, "parallel": 0.0, "n": 0}
+
+        def loss_fn(batch):
+            model = unwrap(train_model)
+            # frozen parts keep their batch-norm statistics
+            model.sppe.train("sppe" in stage.train)
+            model.stn.train(trains_stn)
+            crops, theta_stn, raw = train_model(batch["image"], batch["theta_box"])
+            box_to_stn = compose_torch(invert_affine(theta_stn.float()), batch["theta_box"].float())
+            loss = main_loss(raw, box_to_stn, batch["target"], batch["target_weight"], spec)
+            parts["main"] += float(loss.detach())
+            if use_parallel_now:
+                par_raw = parallel(channels_last(normalise_crops(crops, parallel_spec)))[-1:]
+                par = heatmap_loss(par_raw, batch["centred_target"], batch["centred_weight"], spec.loss)
+                parts["parallel"] += float(par.detach())
+                loss = loss + r.parallel_weight * par
+            parts["n"] += 1
+            return loss
+
+        for epoch in range(start_epoch if si == start_stage else 0, stage.epochs):
+            global_epoch += 1
+            parts.update(main=0.0, parallel=0.0, n=0)
+            set_epoch(train_set, global_epoch)
+            sampler.set_epoch(global_epoch)
+            stats = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, scaler, cfg, info,
+                                    global_epoch, step_log, first_step=(global_epoch - 1) * len(loader),
+                                    desc=f"rmpe/{stage.name}", extra={"stage": stage.name})
+            n = max(parts["n"], 1)
+            row = {"epoch": global_epoch, "stage": stage.name, "loss": stats["loss"],
+                   "main_loss": parts["main"] / n, "parallel_loss": parts["parallel"] / n if use_parallel_now
+                   else float("nan"), "images_per_s": stats["images_per_s"]}
+            last = epoch + 1 == stage.epochs and si == len(stages) - 1
+            if last or global_epoch % max(cfg.eval.every, 1) == 0:
+                row.update(_ap(evaluate_now()))
+            history.append(row)
+            epoch_log.write(row)
+            improved = "AP" in row and row["AP"] > best_ap
+            if improved:
+                best_ap = row["AP"]
+            log.info("epoch %d (%s): loss %.4f (main %.4f, parallel %s), %.1f img/s%s", global_epoch, stage.name,
+                     stats["loss"], row["main_loss"], f"{row['parallel_loss']:.4f}" if use_parallel_now else "-",
+                     stats["images_per_s"], f", AP {row['AP']:.4f}" if "AP" in row else "")
+            if info.is_main:
+                finished_stage = epoch + 1 == stage.epochs
+                kwargs = dict(kind="rmpe", spec=spec, config=cfg.to_dict(), model=sppe, stn=stn if r.use_stn else None,
+                              epoch=global_epoch, optimizer=None if finished_stage else optimizer,
+                              scheduler=None if finished_stage else scheduler, scaler=None if finished_stage else scaler,
+                              best_ap=best_ap, metrics={"history": history},
+                              stage=si + 1 if finished_stage else si,
+                              extra={"stage_epoch": 0 if finished_stage else epoch + 1,
+                                     "parallel": None if parallel is None else
+                                     {k: v.detach().cpu() for k, v in parallel.state_dict().items()},
+                                     "parallel_spec": None if parallel is None else parallel_spec.to_dict()})
+                save_checkpoint(paths["last"], **kwargs)
+                if improved:
+                    save_checkpoint(paths["best"], **kwargs)
+            barrier(info)
+        start_epoch = 0
+    return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
+
+
+def _compose_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a3 = np.vstack([a, [0, 0, 1]])
+    b3 = np.vstack([b, [0, 0, 1]])
+    return (a3 @ b3)[:2]
+
+
+def _ap(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR") if k in metrics}
