@@ -222,7 +222,8 @@ class PipelineSession(QtCore.QObject):
                 source.close()
             if not isinstance(exc, UserError):
                 log.exception("opening %s failed", spec.label())
-            self.failed.emit(_message(exc, spec))
+            if gen == self._generation:  # not for a source the user has already left
+                self.failed.emit(_message(exc, spec))
             return
         info = SessionInfo(spec=spec, frame_count=source.num_frames if source.seekable else None,
                            fps=float(source.fps), width=int(source.width), height=int(source.height),
@@ -243,7 +244,8 @@ class PipelineSession(QtCore.QObject):
             pipeline.start()
         except Exception as exc:  # noqa: BLE001
             self._stop(pipeline)
-            self.failed.emit(_message(exc, spec))
+            if gen == self._generation:
+                self.failed.emit(_message(exc, spec))
             return
         self._built.emit(gen, pipeline, info)
 

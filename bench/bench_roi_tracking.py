@@ -10,7 +10,8 @@ steadier figure on a shared machine), mean per-stage ms, how often the detector 
 frame, and agreement with the reference: reference people matched (Hungarian on OKS, COCO-17,
 area = reference box area) at OKS ≥ 0.5, mean OKS of the matched, and the mean pixel distance of
 their keypoints. It also counts detections over the whole clip with the full view only and with
-tiling. Prints tables; writes bench/results/bench_roi_tracking.json.
+tiling, and compares the regression and DARK keypoint decoders on the same crops at the default
+interval. Prints tables; writes bench/results/bench_roi_tracking.json.
 """
 from __future__ import annotations
 
@@ -96,6 +97,70 @@ def agreement(ref_poses, poses) -> dict:
             "mean_px": float(np.mean(px)) if px else float("nan")}
 
 
+BONES = {"upper arm": ((5, 7), (6, 8)), "forearm": ((7, 9), (8, 10)), "thigh": ((11, 13), (12, 14)),
+         "shin": ((13, 15), (14, 16))}  # COCO-17 left and right pairs
+
+
+def decode_comparison(base: PoseEstimator, video: Path, limit: int | None, interval: int) -> dict:
+    """Regression vs DARK on the same crops: per-keypoint px difference and bone-length steadiness.
+
+    Both runs see identical ROIs (tracking follows the auxiliary points, which do not depend on
+    the decoder). People are chained frame to frame by mid-hip distance (< 0.25 box height);
+    for chains of ≥ 30 frames the coefficient of variation of each limb's length over time is
+    averaged: a decoder that jumps between a limb and a nearby edge makes limbs stretch and shrink.
+    """
+    runs = {}
+    for method in ("regression", "dark"):
+        cfg = Config.load(overrides={"detector": {"interval": interval}, "sppe": {"decode": method}})
+        est = PoseEstimator(cfg, str(base.device), detector=base.detector, sppe=base.sppe)
+        runs[method] = run(est, video, limit)[0]
+    names = Config.load().sppe.keypoint_layout
+    dist, pairs = [], []  # pairs: per frame [(reg keypoints, dark keypoints)]
+    for reg, dark in zip(runs["regression"], runs["dark"]):
+        frame_pairs = []
+        if len(reg) and len(dark):
+            cost = np.linalg.norm(reg.keypoints[:, None, :, :2] - dark.keypoints[None, :, :, :2], axis=-1).mean(-1)
+            for r, d in zip(*linear_sum_assignment(cost)):
+                dist.append(np.linalg.norm(reg.keypoints[r, :, :2] - dark.keypoints[d, :, :2], axis=-1))
+                frame_pairs.append((reg.keypoints[r], dark.keypoints[d]))
+        pairs.append(frame_pairs)
+    dist = np.asarray(dist)
+
+    chains, open_chains = [], []
+    for frame_pairs in pairs:
+        next_open = []
+        for reg_kp, dark_kp in frame_pairs:
+            hip = reg_kp[[11, 12], :2].mean(0)
+            height = np.ptp(reg_kp[:, 1])
+            best = min(open_chains, key=lambda c: np.linalg.norm(c[-1][0][[11, 12], :2].mean(0) - hip), default=None)
+            if best is not None and np.linalg.norm(best[-1][0][[11, 12], :2].mean(0) - hip) < 0.25 * height:
+                open_chains.remove(best)
+                best.append((reg_kp, dark_kp))
+                next_open.append(best)
+            else:
+                chain = [(reg_kp, dark_kp)]
+                chains.append(chain)
+                next_open.append(chain)
+        open_chains = next_open
+    steadiness = {}
+    for m, method in enumerate(("regression", "dark")):
+        per_bone = {b: [] for b in BONES}
+        for chain in (c for c in chains if len(c) >= 30):
+            kp = np.stack([p[m] for p in chain])
+            for bone, sides in BONES.items():
+                for a, b in sides:
+                    length = np.linalg.norm(kp[:, a, :2] - kp[:, b, :2], axis=-1)
+                    per_bone[bone].append(length.std() / length.mean())
+        steadiness[method] = {b: float(np.mean(v)) for b, v in per_bone.items()}
+        steadiness[method]["mean"] = float(np.mean(list(steadiness[method].values())))
+    from core.skeleton import get_skeleton
+
+    return {"interval": interval, "people_compared": int(len(dist)),
+            "mean_px": float(dist.mean()), "median_px": float(np.median(dist)),
+            "per_keypoint_px": dict(zip(get_skeleton(names).names, map(float, dist.mean(0)))),
+            "chains_used": sum(len(c) >= 30 for c in chains), "bone_length_cv": steadiness}
+
+
 def percent_at_least(counts, k) -> float:
     return 100.0 * float(np.mean(np.asarray(counts) >= k)) if len(counts) else 0.0
 
@@ -143,6 +208,9 @@ def main() -> int:
     detector_table = {name: {f">={k}": percent_at_least(c, k) for k in (1, 2, 3)}
                       for name, c in (("full view", full_counts), ("full + tiles", tiled_counts))}
 
+    default_interval = Config.load().detector.interval
+    decode = decode_comparison(base, video, args.frames, default_interval)
+
     ref_fps = results[1]["fps"]
     print("\nROI tracking vs detect-every-frame (reference = interval 1)")
     print(f"{'interval':>8} {'fps':>6} {'x ref':>6} {'ms/frame':>9} {'cpu ms':>7} {'x ref':>6} "
@@ -159,13 +227,20 @@ def main() -> int:
     for name, row in detector_table.items():
         print(f"  {name:13s} " + "  ".join(f"{k} {v:5.1f}%" for k, v in row.items()))
 
+    print(f"\nDecode: regression vs DARK on the same crops (interval {decode['interval']}, "
+          f"{decode['people_compared']} people): mean {decode['mean_px']:.2f} px, median {decode['median_px']:.2f} px")
+    print("  " + ", ".join(f"{k} {v:.1f}" for k, v in decode["per_keypoint_px"].items()))
+    print(f"  limb-length CV over time ({decode['chains_used']} people followed ≥ 30 frames; lower = steadier):")
+    for method, row in decode["bone_length_cv"].items():
+        print(f"    {method:10s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "device": str(base.device), "backend": base.backend,
                     "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
         "video": str(video), "intervals": {str(n): r for n, r in results.items()},
-        "detector_percent_frames": detector_table,
+        "detector_percent_frames": detector_table, "decode_regression_vs_dark": decode,
     }, indent=2))
     print(f"\nwrote {args.out}")
     return 0

@@ -143,16 +143,18 @@ class PoseSmoother:
         timestamp = float(timestamp)
         self._purge(timestamp)
 
-        ids = poses.track_ids
-        _, first = np.unique(ids, return_index=True)
-        rows = np.sort(first[ids[first] >= 0])  # duplicate ids in a frame: only the first is filtered
-        if len(rows) == 0:
+        first: dict[int, int] = {}
+        for r, i in enumerate(poses.track_ids.tolist()):
+            if i >= 0 and i not in first:  # duplicate ids in a frame: only the first is filtered
+                first[i] = r
+        if not first:
             return out
+        rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
         step, cols = _STEPS[cfg.method]
         k = poses.num_keypoints
         blank = np.full((k, cols), 0.0)
         blank[:, _T] = -np.inf
-        row_ids = [int(ids[r]) for r in rows]
+        row_ids = list(first)
         st = np.stack([self._states.get(i, blank) for i in row_ids])  # [M, K, C]
 
         kp = poses.keypoints[rows].astype(np.float64)

@@ -30,6 +30,8 @@ vectorised operations whatever the number of people.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -39,6 +41,9 @@ from core.poses import Poses
 from trackers import kalman_box as kb
 from trackers.distances import PoseSet, cost_matrix, make_similarity
 
+log = logging.getLogger("rmpe.tracker")
+
+DEFAULT_FPS = 30.0
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 STATE_NAMES = {TENTATIVE: "tentative", CONFIRMED: "confirmed", LOST: "lost"}
 
@@ -56,8 +61,11 @@ class PoseTracker:
     """
 
     def __init__(self, cfg: TrackingConfig, fps: float):
-        if not fps or not np.isfinite(fps) or fps <= 0:
-            raise UserError(f"tracker needs a positive frame rate, got {fps}")
+        # fps only sets the time step when timestamps do not advance; sources that cannot tell
+        # their rate (some cameras report 0) get a common default instead of an error.
+        if fps is None or not np.isfinite(fps) or fps <= 0:
+            log.warning("tracker: source frame rate %r unusable, assuming %g fps", fps, DEFAULT_FPS)
+            fps = DEFAULT_FPS
         self.cfg = cfg
         self.fps = float(fps)
         self._next_id = 0
@@ -159,9 +167,12 @@ class PoseTracker:
         speed = self.cfg.recovery_speed
         if speed <= 0:
             return empty, empty
-        free_d = np.setdiff1d(np.arange(len(boxes)), rows)
-        free_t = np.setdiff1d(np.arange(len(self.ids)), cols)
-        free_t = free_t[(self.states[free_t] != TENTATIVE)]
+        free_d = np.ones(len(boxes), dtype=bool)
+        free_d[rows] = False
+        free_d = np.flatnonzero(free_d)
+        free_t = self.states != TENTATIVE
+        free_t[cols] = False
+        free_t = np.flatnonzero(free_t)
         if len(free_d) == 0 or len(free_t) == 0:
             return empty, empty
         det = kb.xyxy_to_cxcywh(boxes[free_d])

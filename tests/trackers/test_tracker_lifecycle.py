@@ -130,10 +130,17 @@ def test_empty_and_keypointless_frames(synthetic):
     assert tr.update(p, 2 / 30).track_ids[0] == 0
 
 
-@pytest.mark.parametrize("fps", [0, -5, float("nan")])
-def test_bad_fps_is_a_user_error(fps):
-    with pytest.raises(UserError):
-        PoseTracker(TrackingConfig(), fps)
+@pytest.mark.parametrize("fps", [0, -5, float("nan"), None])
+def test_unknown_fps_falls_back_to_30(fps):
+    assert PoseTracker(TrackingConfig(), fps).fps == 30.0
+
+
+@pytest.mark.parametrize("field,value", [("min_hits", 0), ("max_age_s", -1.0), ("min_similarity", 1.5),
+                                         ("process_noise", 0.0), ("oks_weight", 2.0)])
+def test_bad_settings_are_user_errors(synthetic, field, value):
+    tr = PoseTracker(TrackingConfig(**{field: value}), 30)
+    with pytest.raises(UserError, match="tracking."):
+        tr.update(one(synthetic, 500), 0.0)
 
 
 def shifted(p, dx, dy=0.0, scale=1.0):
