@@ -65,7 +65,7 @@ class SmoothingConfig:
     min_cutoff: float = 0.05
     beta: float = 80.0
     d_cutoff: float = 1.0
-    strength: float = 4.0  # 1 = MediaPipe; >1 smooths more: divides min_cutoff and beta (one_euro), the process noise (kalman)
+    strength: float = 4.0  # 1 = MediaPipe exactly; divides min_cutoff, beta and the kalman process noise
     score_alpha: float = 0.1  # low-pass factor for keypoint scores (1 = no smoothing)
     min_keypoint_score: float = 0.0  # keypoints scoring at or below this neither update nor get filtered
     max_gap_s: float = 0.25  # a track or keypoint unseen for longer restarts its filter

@@ -49,7 +49,7 @@ STATE_NAMES = {TENTATIVE: "tentative", CONFIRMED: "confirmed", LOST: "lost"}
 
 _INFEASIBLE = 1e6
 _TENTATIVE_MAX_MISSES = 1  # a new track survives one dropped frame before it is confirmed
-_RECOVERY_SIZE_RATIO = 1.25  # recovery needs a box of similar extent (max of width and height)
+_RECOVERY_SIZE_RATIO = 1.25  # recovery: box extent within this factor of the extents the track had
 
 
 class PoseTracker:
@@ -86,6 +86,7 @@ class PoseTracker:
         self.misses = np.zeros(0, dtype=np.int64)
         self.last_update = np.zeros(0)
         self.last_box = np.zeros((0, 4))  # box of the last matched detection
+        self.size_range = np.zeros((0, 2))  # smallest and largest box extent max(w, h) seen
         self.x, self.p = np.zeros((0, 8)), np.zeros((0, 8, 8))
         self.template = np.zeros((0, k, 2))  # keypoints relative to the box centre, in box sizes
         self.template_valid = np.zeros((0, k), dtype=bool)
@@ -160,7 +161,8 @@ class PoseTracker:
     def _recover(self, boxes, rows, cols, timestamp: float) -> tuple[np.ndarray, np.ndarray]:
         """Second chance for lost tracks: a detection nobody took, within the distance the person
         could have covered while unseen (``recovery_speed`` body sizes/s), from where they were last
-        seen or from where they were predicted to be, with a box of similar extent. Catches people
+        seen or from where they were predicted to be, with a box extent (max of width and height)
+        within the range the track has shown (a person who flips or crouches changes it). Catches people
         whose motion the constant-velocity model cannot follow (a jump, a turn, a stop) while unseen;
         the size check keeps stray false detections from taking a lost person's id."""
         empty = np.zeros(0, dtype=np.int64)
@@ -178,9 +180,10 @@ class PoseTracker:
         det = kb.xyxy_to_cxcywh(boxes[free_d])
         pred = self.x[free_t, :4]
         last = kb.xyxy_to_cxcywh(self.last_box[free_t])
-        det_size, trk_size = det[:, None, 2:4].max(-1), pred[None, :, 2:4].max(-1)
-        size = np.maximum(det_size, trk_size)
-        similar = size / np.minimum(det_size, trk_size) <= _RECOVERY_SIZE_RATIO
+        det_size = det[:, None, 2:4].max(-1)  # [D, 1]
+        lo, hi = self.size_range[free_t, 0][None], self.size_range[free_t, 1][None]
+        similar = (det_size >= lo / _RECOVERY_SIZE_RATIO) & (det_size <= hi * _RECOVERY_SIZE_RATIO)
+        size = np.maximum(det_size, hi)
         d_pred = np.linalg.norm(det[:, None, :2] - pred[None, :, :2], axis=-1)
         d_last = np.linalg.norm(det[:, None, :2] - last[None, :, :2], axis=-1)
         dist = np.minimum(d_pred, d_last) / size
@@ -206,6 +209,9 @@ class PoseTracker:
         self.misses[cols] = 0
         self.last_update[cols] = timestamp
         self.last_box[cols] = boxes
+        extent = kb.xyxy_to_cxcywh(boxes)[:, 2:4].max(-1)
+        self.size_range[cols, 0] = np.minimum(self.size_range[cols, 0], extent)
+        self.size_range[cols, 1] = np.maximum(self.size_range[cols, 1], extent)
         st = self.states[cols]
         promote = (st == LOST) | ((st == TENTATIVE) & (self.hits[cols] >= self.cfg.min_hits))
         self.states[cols] = np.where(promote, CONFIRMED, st)
@@ -225,8 +231,8 @@ class PoseTracker:
             self._keep(~expired)
 
     def _keep(self, mask) -> None:
-        for name in ("ids", "states", "hits", "misses", "last_update", "last_box", "x", "p", "template",
-                     "template_valid"):
+        for name in ("ids", "states", "hits", "misses", "last_update", "last_box", "size_range", "x", "p",
+                     "template", "template_valid"):
             setattr(self, name, getattr(self, name)[mask])
 
     def _start(self, boxes, xy, valid, timestamp: float) -> np.ndarray:
@@ -246,6 +252,8 @@ class PoseTracker:
         self.misses = np.concatenate([self.misses, np.zeros(n, dtype=np.int64)])
         self.last_update = np.concatenate([self.last_update, np.full(n, timestamp)])
         self.last_box = np.concatenate([self.last_box, boxes])
+        extent = kb.xyxy_to_cxcywh(boxes)[:, 2:4].max(-1)
+        self.size_range = np.concatenate([self.size_range, np.stack([extent, extent], 1)])
         self.x, self.p = np.concatenate([self.x, x]), np.concatenate([self.p, p])
         self.template = np.concatenate([self.template, np.zeros((n, k, 2))])
         self.template_valid = np.concatenate([self.template_valid, np.zeros((n, k), dtype=bool)])

@@ -34,14 +34,16 @@ from torch import nn
 from core.assets import artefact_path
 from core.config import RuntimeConfig
 from core.errors import UserError
+from core.models.onnx_backend import OnnxGraph, onnxruntime_available
 from core.models.tflite_graph import TFLiteGraph
 
 log = logging.getLogger("rmpe.models")
 
-BACKENDS = ("eager", "channels_last", "jit")
-AUTO_BACKEND = "jit"
+BACKENDS = ("eager", "channels_last", "jit", "onnxruntime")
+AUTO_CPU_BACKEND = "onnxruntime"
+AUTO_FALLBACK_BACKEND = "jit"  # auto on CUDA, and on CPU without onnxruntime
 BACKEND_WORDS = {"eager": "eager", "channels_last": "eager, channels-last weights",
-                 "jit": "torch.jit trace+freeze"}
+                 "jit": "torch.jit trace+freeze", "onnxruntime": "ONNX Runtime CPU"}
 # fp16 is accepted on CUDA when max |fp16 - fp32| <= this fraction of max |fp32| for every
 # checked output on the probe (seeded noise in the input range: harsher than real images).
 HALF_REL_TOLERANCE = 0.005
@@ -74,12 +76,36 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def resolve_backend(backend: str) -> str:
+@functools.lru_cache(maxsize=1)
+def _onnxruntime_usable() -> bool:
+    usable = onnxruntime_available()
+    if not usable:
+        log.info("onnxruntime/onnx not installed: backend auto uses %s on CPU",
+                 AUTO_FALLBACK_BACKEND)
+    return usable
+
+
+def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
+    """``auto`` -> onnxruntime on CPU (jit when it is not installed), jit on CUDA."""
+    cpu = torch.device(device).type == "cpu"
     if backend == "auto":
-        return AUTO_BACKEND
+        return AUTO_CPU_BACKEND if cpu and _onnxruntime_usable() else AUTO_FALLBACK_BACKEND
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if not cpu:
+            raise UserError("backend onnxruntime runs on the CPU only; use --device cpu or "
+                            "another backend")
+        if not onnxruntime_available():
+            raise UserError("backend onnxruntime needs the onnxruntime and onnx packages "
+                            "(pip install onnxruntime onnx)")
     return backend
+
+
+def resolve_threads(runtime: RuntimeConfig) -> int:
+    """``RuntimeConfig.threads``, or torch's intra-op thread count when 0."""
+    return int(runtime.threads) if runtime.threads and runtime.threads > 0 \
+        else torch.get_num_threads()
 
 
 def runtime_description(device: str | torch.device | None = "auto",
@@ -87,11 +113,11 @@ def runtime_description(device: str | torch.device | None = "auto",
     """One line for logs: device, threads, backend, precision."""
     runtime = runtime or RuntimeConfig()
     dev = resolve_device(device if device is not None else runtime.device)
-    backend = resolve_backend(runtime.backend)
+    backend = resolve_backend(runtime.backend, dev)
     if half is None:
-        half = dev.type == "cuda" and runtime.half
+        half = dev.type == "cuda" and runtime.half and backend != "onnxruntime"
     where = (f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
-             else f"cpu ({torch.get_num_threads()} threads)")
+             else f"cpu ({resolve_threads(runtime)} threads)")
     return f"{where}, {backend} ({BACKEND_WORDS[backend]}), {'float16' if half else 'float32'}"
 
 
@@ -99,14 +125,15 @@ class LoadedModel(nn.Module):
     """Checks the NHWC input, moves it to the model's device and dtype, runs the core module
     without autograd and returns float32 outputs (a tuple or the dict, per the spec)."""
 
-    def __init__(self, core: nn.Module, spec: ModelSpec, device: torch.device, backend: str,
-                 half: bool):
+    def __init__(self, core: nn.Module | OnnxGraph, spec: ModelSpec, device: torch.device,
+                 backend: str, half: bool, threads: int = 0):
         super().__init__()
         self.core, self.spec, self.device, self.backend = core, spec, device, backend
         self.is_half = half
         self.dtype = torch.float16 if half else torch.float32
         self.input_size = spec.input_size
-        self.description = runtime_description(device, RuntimeConfig(backend=backend), half)
+        self.description = runtime_description(
+            device, RuntimeConfig(backend=backend, threads=threads), half)
 
     def forward(self, x: torch.Tensor):
         h, w = self.spec.input_size
@@ -165,8 +192,11 @@ _lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
-def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str,
-          half: bool) -> LoadedModel:
+def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str, half: bool,
+          threads: int) -> LoadedModel:
+    if backend == "onnxruntime":  # CPU float32 only (resolve_backend checked the device)
+        core = OnnxGraph.from_tflite(path, probe_input(spec, batch=1), threads)
+        return LoadedModel(core, spec, device, backend, False, threads)
     if half:
         core16 = _build_core(path, spec, device, backend, True)
         drift = half_drift(_build_core(path, spec, device, "eager", False), core16, spec, device)
@@ -185,10 +215,13 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     dev = resolve_device(device if device is not None else runtime.device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    backend = resolve_backend(runtime.backend)
+    backend = resolve_backend(runtime.backend, dev)
     path = artefact_path(spec.artefact)  # ModelsNotInstalled names the install command
+    # ONNX Runtime owns its thread pool (fixed per session); torch backends use torch's
+    threads = resolve_threads(runtime) if backend == "onnxruntime" else 0
     with _lock:  # one build per key even when several threads ask at once
-        return _load(path, spec, dev, backend, bool(runtime.half and dev.type == "cuda"))
+        return _load(path, spec, dev, backend, bool(runtime.half and dev.type == "cuda"),
+                     threads)
 
 
 def load_detector_model(device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
