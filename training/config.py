@@ -72,6 +72,7 @@ class RunConfig:
     threads: int = 0  # torch intra-op threads per process; 0 = torch default
     progress: bool = True  # tqdm bars (rank 0)
     log_every: int = 10  # steps between step-log rows (the first step always logs)
+    keep_checkpoints: bool = False  # also keep every epoch's checkpoint as epoch_NNN.pt
 
 
 @dataclass

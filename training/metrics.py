@@ -7,32 +7,31 @@ from pathlib import Path
 
 
 class CSVLog:
-    """Append rows to a CSV file; the header is the first row's keys (later rows may not add keys).
+    """Append rows to a CSV file with a fixed header (``fields``; missing values stay empty).
 
-    Resuming appends to an existing file with the same header; rows are flushed as written, so a
+    Resuming appends to an existing file (keeping its header); rows are flushed as written, so a
     crash loses nothing already logged.
     """
 
-    def __init__(self, path: str | Path, enabled: bool = True):
+    def __init__(self, path: str | Path, fields: list[str], enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
-        self.fields: list[str] | None = None
+        self.fields: list[str] | None = list(fields)
+        self._new = not self.path.is_file()
         if enabled and self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as f:
                 header = next(csv.reader(f), None)
-            self.fields = header or None
+            self.fields = header or self.fields
 
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = self.fields is None
-        if new:
-            self.fields = list(row)
         with open(self.path, "a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
-            if new:
+            if self._new:
                 writer.writeheader()
+                self._new = False
             writer.writerow({k: _fmt(v) for k, v in row.items()})
 
 

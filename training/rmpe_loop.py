@@ -49,6 +49,7 @@ from training.engine import train_one_epoch
 from training.evaluate import evaluate_parts, flip_averaged
 from training.metrics import CSVLog
 from training.pgpg import load_proposals
+from training.sppe_loop import AP_FIELDS, STEP_FIELDS
 
 log = logging.getLogger("rmpe.train")
 
@@ -96,6 +97,18 @@ def main_loss(raw: list[torch.Tensor], box_to_stn: torch.Tensor, target: torch.T
             back = detransform_heatmaps(out.float(), box_to_stn.float(), size)
             total = total + ((back - target) ** 2 * weight[:, :, None, None]).mean()
     return total
+
+
+def rmpe_losses(net: nn.Module, batch: dict, spec: SPPEModelSpec, parallel: nn.Module | None = None,
+                parallel_spec: SPPEModelSpec | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(main SDTN loss, parallel centre-located loss or None) of an ``RMPENet`` on a batch."""
+    crops, theta_stn, raw = net(batch["image"], batch["theta_box"])
+    box_to_stn = compose_torch(invert_affine(theta_stn.float()), batch["theta_box"].float())
+    main = main_loss(raw, box_to_stn, batch["target"], batch["target_weight"], spec)
+    if parallel is None:
+        return main, None
+    par_raw = parallel(channels_last(normalise_crops(crops, parallel_spec or spec)))[-1:]
+    return main, heatmap_loss(par_raw, batch["centred_target"], batch["centred_weight"], spec.loss)
 
 
 def default_stages(cfg: TrainConfig) -> list[RMPEStage]:
@@ -184,8 +197,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
         val_augment.proposal_prob = 1.0
     val_set = build_dataset(cfg, "val", info, geometry, val_augment, proposals)
     val_parts = [(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)]
-    step_log = CSVLog(out / "steps.csv", enabled=info.is_main)
-    epoch_log = CSVLog(out / "metrics.csv", enabled=info.is_main)
+    step_log = CSVLog(out / "steps.csv", STEP_FIELDS + ["stage"], enabled=info.is_main)
+    epoch_log = CSVLog(out / "metrics.csv", ["epoch", "stage", "loss", "main_loss", "parallel_loss", "images_per_s"]
+                       + AP_FIELDS, enabled=info.is_main)
     paths = {"last": out / "last.pt", "best": out / "best.pt"}
     flip_index = get_skeleton(spec.layout).flip_index
 
@@ -260,17 +274,13 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
             # frozen parts keep their batch-norm statistics
             model.sppe.train("sppe" in stage.train)
             model.stn.train(trains_stn)
-            crops, theta_stn, raw = train_model(batch["image"], batch["theta_box"])
-            box_to_stn = compose_torch(invert_affine(theta_stn.float()), batch["theta_box"].float())
-            loss = main_loss(raw, box_to_stn, batch["target"], batch["target_weight"], spec)
-            parts["main"] += float(loss.detach())
-            if use_parallel_now:
-                par_raw = parallel(channels_last(normalise_crops(crops, parallel_spec)))[-1:]
-                par = heatmap_loss(par_raw, batch["centred_target"], batch["centred_weight"], spec.loss)
-                parts["parallel"] += float(par.detach())
-                loss = loss + r.parallel_weight * par
+            main, par = rmpe_losses(train_model, batch, spec, parallel if use_parallel_now else None, parallel_spec)
+            parts["main"] += float(main.detach())
             parts["n"] += 1
-            return loss
+            if par is None:
+                return main
+            parts["parallel"] += float(par.detach())
+            return main + r.parallel_weight * par
 
         for epoch in range(start_epoch if si == start_stage else 0, stage.epochs):
             global_epoch += 1
@@ -309,6 +319,8 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
                 save_checkpoint(paths["last"], **kwargs)
                 if improved:
                     save_checkpoint(paths["best"], **kwargs)
+                if cfg.run.keep_checkpoints:
+                    save_checkpoint(out / f"epoch_{global_epoch:03d}.pt", **kwargs)
             barrier(info)
         start_epoch = 0
     return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
@@ -321,4 +333,4 @@ def _compose_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _ap(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR") if k in metrics}
+    return {k: metrics[k] for k in AP_FIELDS if k in metrics}

@@ -29,6 +29,10 @@ from training.pgpg import load_proposals
 
 log = logging.getLogger("rmpe.train")
 
+AP_FIELDS = ["AP", "AP50", "AP75", "APm", "APl", "AR"]
+STEP_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s"]
+EPOCH_FIELDS = ["epoch", "loss", "images_per_s"] + AP_FIELDS
+
 
 def sppe_predictor(model: torch.nn.Module, cfg: TrainConfig, info: DistInfo):
     """Batch → (flip-averaged last-stage heatmaps, crop→image θ) for evaluation."""
@@ -105,8 +109,8 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
     log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader),
              sum(len(p) for p, _ in val_parts))
 
-    step_log = CSVLog(out / "steps.csv", enabled=info.is_main)
-    epoch_log = CSVLog(out / "metrics.csv", enabled=info.is_main)
+    step_log = CSVLog(out / "steps.csv", STEP_FIELDS, enabled=info.is_main)
+    epoch_log = CSVLog(out / "metrics.csv", EPOCH_FIELDS, enabled=info.is_main)
     paths = {"last": out / "last.pt", "best": out / "best.pt"}
 
     def loss_fn(batch):
@@ -144,9 +148,11 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
             save_checkpoint(paths["last"], **kwargs)
             if improved:
                 save_checkpoint(paths["best"], **kwargs)
+            if cfg.run.keep_checkpoints:
+                save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", **kwargs)
         barrier(info)
     return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
 
 
 def _ap_fields(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR") if k in metrics}
+    return {k: metrics[k] for k in AP_FIELDS if k in metrics}

@@ -70,7 +70,7 @@ def export_onnx(graph: torch.nn.Module, example: torch.Tensor, output_names: lis
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # processes may export at once
     try:
         tmp.write_bytes(data)
         tmp.replace(path)

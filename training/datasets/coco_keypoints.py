@@ -319,6 +319,8 @@ class CocoKeypoints(Dataset):
             "theta": torch.from_numpy(theta_ctx),  # context px → image px
             "theta_box": torch.from_numpy(theta_box),
             "centred_target": torch.from_numpy(centred), "centred_weight": torch.from_numpy(centred_w),
+            # the ideal crop (GT box) in context px: what a perfect STN would produce
+            "theta_centred": torch.from_numpy(compose(invert_affine(theta_ctx[None])[0], theta_ideal)),
         })
         return sample
 

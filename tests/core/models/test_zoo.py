@@ -1,12 +1,19 @@
-"""Embedded-model zoo: contract shapes, backends agree, per-process cache, fp16 gate."""
+"""Embedded-model zoo: contract shapes, backends agree, per-process cache, fp16 gate,
+the ONNX Runtime backend (parity with eager torch and LiteRT, ONNX cache, auto fallback)."""
 from __future__ import annotations
 
+import logging
+import shutil
+import sys
+
+import numpy as np
 import pytest
 import torch
 
 from core.config import RuntimeConfig
 from core.errors import ModelsNotInstalled, UserError
 from core.models import zoo
+from core.models.onnx_backend import ONNX_CACHE_FORMAT, OnnxGraph, onnx_cache_path
 
 LOADERS = {"detector": zoo.load_detector_model, "landmark": zoo.load_landmark_model}
 SPECS = {"detector": zoo.DETECTOR, "landmark": zoo.LANDMARK}
@@ -49,7 +56,7 @@ def test_backend_equals_eager(eager_models, kind, backend):
 
 def test_auto_backend_is_the_measured_best_and_cached(blazepose_models):
     first = zoo.load_detector_model("cpu", RuntimeConfig(backend="auto"))
-    assert first.backend == zoo.AUTO_BACKEND == "jit"
+    assert first.backend == ("onnxruntime" if zoo.onnxruntime_available() else "jit")
     assert zoo.load_detector_model("cpu") is first  # one instance per process and key
     assert zoo.load_detector_model("cpu", RuntimeConfig(backend="eager")) is not first
 
@@ -71,8 +78,9 @@ def test_missing_models_name_the_install_command(tmp_path, monkeypatch):
 
 
 def test_device_description_names_device_backend_and_precision():
-    text = zoo.runtime_description("cpu", RuntimeConfig(backend="auto"))
-    assert text.startswith("cpu (") and "jit" in text and "float32" in text
+    text = zoo.runtime_description("cpu", RuntimeConfig(backend="auto", threads=3))
+    assert text.startswith("cpu (3 threads)") and zoo.resolve_backend("auto") in text
+    assert "float32" in text
 
 
 def test_cuda_request_without_gpu_is_a_user_error_or_resolves():
@@ -82,3 +90,125 @@ def test_cuda_request_without_gpu_is_a_user_error_or_resolves():
         assert zoo.resolve_device("auto").type == "cpu"
         with pytest.raises(UserError, match="no CUDA"):
             zoo.resolve_device("cuda")
+
+
+# ------------------------------------------------------------------------------ onnxruntime
+
+needs_ort = pytest.mark.skipif(not zoo.onnxruntime_available(),
+                               reason="onnxruntime/onnx not installed")
+# Same limits as the LiteRT parity tests (tests/core/models/test_tflite_graph.py):
+# (output, "abs" | "rel" to max |reference|, tolerance)
+PARITY = {
+    "detector": [(0, "abs", 1e-3), (1, "abs", 1e-3)],  # boxes+keypoints (224 px), logits
+    "landmark": [("Identity", "abs", 1e-2), ("Identity_1", "abs", 1e-3),
+                 ("Identity_3", "abs", 1e-3), ("Identity_4", "abs", 1e-3),
+                 ("Identity_2", "rel", 1e-3)],  # segmentation logits reach ~1.5e3 on noise
+}
+
+
+def litert_outputs(path, x: torch.Tensor, order) -> dict:
+    """LiteRT (XNNPACK, 1 thread) outputs, one invocation per item; keyed like ours."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    runs = []
+    for item in x.numpy():
+        interp.set_tensor(index, item[None])
+        interp.invoke()
+        runs.append({d["name"]: interp.get_tensor(d["index"]).copy()
+                     for d in interp.get_output_details()})
+    names = {i: n for i, n in enumerate(order)} if order else {n: n for n in runs[0]}
+    return {k: torch.from_numpy(np.concatenate([r[n] for r in runs])) for k, n in names.items()}
+
+
+@pytest.fixture(scope="module")
+def ort_models(blazepose_models):
+    return {k: load("cpu", RuntimeConfig(backend="onnxruntime")) for k, load in LOADERS.items()}
+
+
+@needs_ort
+@pytest.mark.parametrize("reference", ["eager", "litert"])
+@pytest.mark.parametrize("kind", ["detector", "landmark"])
+def test_onnxruntime_parity(ort_models, eager_models, blazepose_models, kind, reference):
+    """ONNX Runtime outputs match eager torch and LiteRT within the LiteRT parity limits."""
+    spec = SPECS[kind]
+    x = zoo.probe_input(spec, batch=2)
+    ours = outputs_as_dict(ort_models[kind](x))
+    if reference == "eager":
+        ref = outputs_as_dict(eager_models[kind](x))
+    else:
+        ref = litert_outputs(blazepose_models[spec.artefact], x, spec.tuple_outputs)
+    assert {k for k, _, _ in PARITY[kind]} == set(ref) == set(ours)
+    for key, mode, tolerance in PARITY[kind]:
+        assert ours[key].shape == ref[key].shape and ours[key].dtype == torch.float32, key
+        diff = (ours[key] - ref[key]).abs().max().item()
+        scale = ref[key].abs().max().item() if mode == "rel" else 1.0
+        print(f"{kind}/{key}: max|ORT-{reference}| = {diff:.3g}")
+        assert diff <= tolerance * scale, key
+
+
+@needs_ort
+@pytest.mark.parametrize("kind", ["detector", "landmark"])
+def test_onnxruntime_batch_of_8_equals_8_singles(ort_models, kind):
+    x = zoo.probe_input(SPECS[kind], batch=8)
+    batched = outputs_as_dict(ort_models[kind](x))
+    for i in range(8):
+        for key, value in outputs_as_dict(ort_models[kind](x[i:i + 1])).items():
+            scale = max(value.abs().max().item(), 1.0)
+            assert (batched[key][i:i + 1] - value).abs().max().item() <= 1e-5 * scale, (i, key)
+
+
+@needs_ort
+def test_onnx_cache_is_stamped_reused_and_rebuilt(blazepose_models, tmp_path):
+    """The export is cached next to the .tflite with its sha256; a damaged or stale cache is
+    exported again; the session uses the requested thread count."""
+    import onnx
+
+    path = tmp_path / "pose_detection.tflite"
+    shutil.copy(blazepose_models["pose_detection"], path)
+    example = zoo.probe_input(zoo.DETECTOR, batch=1)
+    first = OnnxGraph.from_tflite(path, example, threads=1)
+    cache = onnx_cache_path(path)
+    props = {p.key: p.value for p in onnx.load(cache).metadata_props}
+    assert props["format"] == ONNX_CACHE_FORMAT and len(props["source_sha256"]) == 64
+    assert first.session.get_session_options().intra_op_num_threads == 1
+    assert [o.shape for o in first.session.get_outputs()] == [["batch", 2254, 12],
+                                                              ["batch", 2254, 1]]
+    mtime = cache.stat().st_mtime_ns
+    reused = OnnxGraph.from_tflite(path, example, threads=2)
+    assert cache.stat().st_mtime_ns == mtime  # read, not exported again
+    expected = first(example)
+    for key, value in reused(example).items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+    cache.write_bytes(b"not an onnx file")
+    OnnxGraph.from_tflite(path, example, threads=1)
+    assert {p.key: p.value for p in onnx.load(cache).metadata_props} == props
+
+    stale = onnx.load(cache)
+    onnx.helper.set_model_props(stale, {**props, "source_sha256": "0" * 64})
+    onnx.save(stale, cache)
+    OnnxGraph.from_tflite(path, example, threads=1)
+    assert {p.key: p.value for p in onnx.load(cache).metadata_props} == props
+    assert not list(tmp_path.glob(".*.part"))  # atomic writes leave no temporaries
+
+
+def test_auto_falls_back_to_jit_without_onnxruntime(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    zoo._onnxruntime_usable.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="rmpe.models"):
+            assert zoo.resolve_backend("auto", "cpu") == "jit"
+        assert "onnxruntime/onnx not installed" in caplog.text
+        with pytest.raises(UserError, match="pip install onnxruntime onnx"):
+            zoo.resolve_backend("onnxruntime", "cpu")
+    finally:
+        zoo._onnxruntime_usable.cache_clear()
+
+
+def test_onnxruntime_is_cpu_only_and_auto_keeps_torch_on_cuda():
+    assert zoo.resolve_backend("auto", "cuda") == "jit"
+    with pytest.raises(UserError, match="CPU only"):
+        zoo.resolve_backend("onnxruntime", "cuda")
