@@ -104,10 +104,32 @@ def run(args: argparse.Namespace) -> int:
     code = int(app.exec())
     # Tear the widgets down here, in order, rather than leave them to interpreter shutdown, where
     # Python and Qt destroy objects in no defined order.
+    stopped = window.session.stopped
     window.deleteLater()
     app.processEvents()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    if not stopped:
+        _exit_without_shutdown(code)
     return code
+
+
+def _exit_without_shutdown(code: int) -> None:
+    """Leave now when a pipeline thread outlived the window (it did not stop within the join
+    timeouts, e.g. stuck in a model or decoder call on a starved CPU).
+
+    Interpreter shutdown would free modules and C++ statics under that daemon thread while it is
+    still inside torch, ONNX Runtime or FFmpeg: a crash at exit. Everything the user keeps is
+    already written (the window's close finalised the recording and saved the settings).
+    """
+    import os
+    import threading
+
+    alive = sorted(t.name for t in threading.enumerate() if t.name.startswith("rmpe-") and t.is_alive())
+    log.error("threads still running at exit (%s): leaving without interpreter shutdown", ", ".join(alive))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def _close_on_signals(window) -> None:
@@ -123,7 +145,8 @@ def _close_on_signals(window) -> None:
     def handler(signum, frame):
         log.info("%s: closing", signal.Signals(signum).name)
         # the handler may interrupt any Python code (a paint, a plot update): close from the loop
-        QtCore.QTimer.singleShot(0, window.close)
+        # with the window as context: a timer still pending when the window is gone never fires
+        QtCore.QTimer.singleShot(0, window, window.close)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)

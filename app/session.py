@@ -85,7 +85,7 @@ class PipelineSession(QtCore.QObject):
         self._latest = None
         self._pending = False
         self._threads: list[threading.Thread] = []
-        self._running: set = set()  # started and not yet stopped, whoever started them
+        self._running: set = set()  # registered pipelines whose source is still open (see _release)
         self._estimator = None
         self._estimator_key: tuple | None = None
         self._closing = False
@@ -130,6 +130,13 @@ class PipelineSession(QtCore.QObject):
         self._threads = [t for t in self._threads if t.is_alive()]
         if self._threads:
             log.warning("threads still running after close: %s", [t.name for t in self._threads])
+
+    @property
+    def stopped(self) -> bool:
+        """True when no thread this session started (open, watch, pipeline stages) is alive."""
+        with self._lock:
+            running = list(self._running)
+        return not any(t.is_alive() for t in self._threads) and not any(p.running for p in running)
 
     def take_latest(self):
         """(newest result not yet shown, its frame pre-scaled for the view or None), or None."""
@@ -254,7 +261,9 @@ class PipelineSession(QtCore.QObject):
         from core.pipeline import Pipeline
 
         key = _estimator_key(self.config)
-        if self._estimator is not None and self._estimator_key == key:
+        with self._lock:
+            busy = bool(self._running)  # an old pipeline that did not stop in time still uses it
+        if self._estimator is not None and self._estimator_key == key and not busy:
             estimator = self._estimator
             config = estimator.config  # the estimator reads its live settings from this object
             config.update(copy.deepcopy(self.config.to_dict()))  # no pipeline runs now: safe to write
@@ -305,23 +314,44 @@ class PipelineSession(QtCore.QObject):
         except Exception as exc:  # noqa: BLE001
             message = f"{type(exc).__name__}: {exc}"
         finally:
-            pipeline.source.close()  # wait() returned: every stage thread has ended
-            with self._lock:
-                self._running.discard(pipeline)
+            self._release(pipeline)  # wait() returned: every stage thread has ended
         if gen == self._generation and not self._closing:
             self.ended.emit(message)
 
     def _stop(self, pipeline) -> None:
+        """Stop ``pipeline`` and release it once its threads have ended.
+
+        One that is still running after ``JOIN_TIMEOUT_S`` stays registered with its source open
+        (its decoder may still be reading): the next ``_stop_all`` tries again, and its watcher
+        releases it when it does end.
+        """
         try:
             pipeline.stop()
-            if pipeline.join(JOIN_TIMEOUT_S):
-                pipeline.source.close()  # only once its decoder thread is gone
-            else:
-                log.warning("pipeline threads still running %.0f s after stop", JOIN_TIMEOUT_S)
+            joined = pipeline.join(JOIN_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - stopping must always finish
             log.warning("stopping the pipeline: %s", exc)
+            joined = not pipeline.running
+        if joined:
+            self._release(pipeline)
+        else:
+            log.warning("pipeline threads still running %.0f s after stop", JOIN_TIMEOUT_S)
+
+    def _release(self, pipeline) -> None:
+        """Close the source of a pipeline whose threads have all ended: once, whoever calls.
+
+        The stopper and the watcher see the last stage thread end at the same moment. PyAV's
+        ``close`` is not thread-safe (it drops the GIL before checking whether the demuxer is still
+        open), so two concurrent closes free it twice: a segfault on Ctrl-C, seen under load. The
+        caller that takes the pipeline out of ``_running`` closes; the other does nothing.
+        """
         with self._lock:
+            if pipeline not in self._running:
+                return
             self._running.discard(pipeline)
+        try:
+            pipeline.source.close()
+        except Exception as exc:  # noqa: BLE001 - closing must always finish
+            log.warning("closing %s: %s", getattr(pipeline.source, "name", "the source"), exc)
 
     def _stop_all(self) -> None:
         with self._lock:

@@ -12,7 +12,8 @@ time is N invocations. ONNX Runtime and torch jit are also timed at 1 and 2 thre
 ``--busy-fps FPS`` keeps a thread of this process decoding the demo video scaled to width 640
 (the pipeline's VideoFileSource) at FPS frames per second (0 = as fast as it can) while timing:
 the competition a decode stage puts on the cores. Prints a table (median and min ms per call,
-ms per item, ratio to LiteRT's median) and writes bench/results/bench_models[_busy].json.
+ms per item, ratio to LiteRT's median, median of the per-round ratios to LiteRT) and writes
+bench/results/bench_models[_busy].json.
 """
 from __future__ import annotations
 
@@ -156,13 +157,16 @@ def main() -> int:
             calls = model_calls(spec, x, args.threads, has_ort)
             calls["litert_xnnpack"] = (args.threads, lambda x_np=x.numpy(): litert(x_np))
             samples = time_calls(calls, args.warmup, args.repeats)
-            ref = statistics.median(samples["litert_xnnpack"])
+            ref_ms = samples["litert_xnnpack"]
             for name, ms in samples.items():
                 med = statistics.median(ms)
+                # per-round ratio: both timed seconds apart, so slow load drift cancels
+                paired = statistics.median(a / b for a, b in zip(ms, ref_ms))
                 rows.append({"model": spec.artefact, "batch": batch, "backend": name,
                              "median_ms": round(med, 2), "min_ms": round(min(ms), 2),
                              "ms_per_item": round(med / batch, 2),
-                             "ratio_vs_litert": round(med / ref, 2)})
+                             "ratio_vs_litert": round(med / statistics.median(ref_ms), 2),
+                             "paired_ratio_vs_litert": round(paired, 2)})
 
     torch.set_num_threads(threads_before)
     decode_fps = None
@@ -172,7 +176,7 @@ def main() -> int:
         decode_fps = round(decoder.frames / (time.perf_counter() - started), 1)
 
     header = f"{'model':20s} {'batch':>5s} {'backend':16s} {'median ms':>10s} {'min ms':>8s} " \
-             f"{'ms/item':>8s} {'x LiteRT':>8s}"
+             f"{'ms/item':>8s} {'x LiteRT':>8s} {'paired x':>8s}"
     print(f"CPU, {args.threads} torch/ORT/LiteRT threads unless suffixed, OMP_WAIT_POLICY="
           f"{os.environ['OMP_WAIT_POLICY']}, {args.repeats} interleaved rounds; "
           f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
@@ -184,7 +188,8 @@ def main() -> int:
     print("-" * len(header))
     for r in rows:
         print(f"{r['model']:20s} {r['batch']:5d} {r['backend']:16s} {r['median_ms']:10.2f} "
-              f"{r['min_ms']:8.2f} {r['ms_per_item']:8.2f} {r['ratio_vs_litert']:8.2f}")
+              f"{r['min_ms']:8.2f} {r['ms_per_item']:8.2f} {r['ratio_vs_litert']:8.2f} "
+              f"{r['paired_ratio_vs_litert']:8.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "bench_models", "reference": "litert_xnnpack",

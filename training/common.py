@@ -24,9 +24,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_threads(threads: int) -> None:
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 keeps the default); returns the previous count to restore."""
+    before = torch.get_num_threads()
     if threads and threads > 0:
         torch.set_num_threads(int(threads))
+    return before
 
 
 def geometry_from(cfg: TrainConfig, context: float = 1.0) -> SampleGeometry:

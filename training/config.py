@@ -88,7 +88,6 @@ class RMPEStage:
 class RMPEConfig:
     init_sppe: str | None = None  # stage-1 SPPE checkpoint (else the stages must include sppe)
     parallel_sppe: str | None = None  # frozen parallel branch (default: a frozen copy of init_sppe)
-    pgpg_model: str | None = None  # PGPG model for proposals (train pgpg); none: GT boxes jittered
     context: float = 1.5  # context crop around each proposal the STN can reach into
     loc_size: list = field(default_factory=lambda: [64, 48])
     loc_backbone: str = "light"  # light | resnet18 (the paper's)
@@ -109,7 +108,10 @@ class PGPGConfig:
     detections_cache: str | None = None  # default run.out/detections.json
     iou_threshold: float = 0.5  # a detection matches a GT box at this IoU
     jitter: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.05, 0.05])  # mean, std
-    model: str | None = None  # where to write the model (default run.out/pgpg.json)
+    # The PGPG model file: train pgpg writes it (default run.out/pgpg.json); train sppe / rmpe sample
+    # proposals from it (sppe: augment.proposal_prob; rmpe: each stage's proposal_prob; without one,
+    # rmpe jitters the GT boxes by ``jitter``)
+    model: str | None = None
 
 
 @dataclass
@@ -122,7 +124,6 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     rmpe: RMPEConfig = field(default_factory=RMPEConfig)
     pgpg: PGPGConfig = field(default_factory=PGPGConfig)
-    pgpg_model: str | None = None  # SPPE training: sample proposals from this PGPG model
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -137,9 +138,6 @@ class TrainConfig:
 
     def update(self, data: dict) -> "TrainConfig":
         for section, values in (data or {}).items():
-            if section == "pgpg_model":
-                self.pgpg_model = values
-                continue
             if not hasattr(self, section):
                 raise UserError(f"training config: unknown section {section!r}")
             if not isinstance(values, dict):
@@ -165,6 +163,9 @@ class TrainConfig:
             raise UserError(f"optim.schedule {o.schedule!r}: choose cosine or step")
         if o.batch_size < 1 or o.epochs < 0 or o.lr <= 0:
             raise UserError("optim: batch_size >= 1, epochs >= 0 and lr > 0 are required")
+        ms = [float(m) for m in o.milestones]
+        if ms and not (all(0 < m <= 1 for m in ms) or all(m > 1 for m in ms)):
+            raise UserError("optim.milestones: give all fractions of the run (0-1] or all epoch numbers (> 1)")
         if self.eval.decode not in ("dark", "quarter", "argmax"):
             raise UserError(f"eval.decode {self.eval.decode!r}: choose dark, quarter or argmax")
         if self.eval.proposals not in ("gt", "pgpg"):

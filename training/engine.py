@@ -2,7 +2,6 @@
 schedule, gradient clipping, rank-averaged loss logging, tqdm progress on rank 0."""
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable
 
@@ -12,8 +11,6 @@ from training.common import amp_enabled, to_device
 from training.config import TrainConfig
 from training.ddp import DistInfo, all_reduce_mean
 from training.metrics import CSVLog, Throughput
-
-log = logging.getLogger("rmpe.train")
 
 
 def train_one_epoch(model: torch.nn.Module, loader, loss_fn: Callable[[dict], torch.Tensor], optimizer, scheduler,

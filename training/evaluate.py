@@ -8,7 +8,6 @@ heatmap maximum; person score = box score × mean of the maxima above ``keypoint
 """
 from __future__ import annotations
 
-import logging
 from typing import Callable
 
 import numpy as np
@@ -19,8 +18,6 @@ from core.heatmaps import decode_heatmaps, heatmap_to_crop
 from core.models.sstn import crop_to_image
 from training.config import TrainConfig
 from training.ddp import DistInfo, broadcast_object, gather_lists
-
-log = logging.getLogger("rmpe.train")
 
 
 def dark_kernel_for(cfg: TrainConfig, heatmap_size: tuple[int, int]) -> int:

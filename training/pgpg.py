@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from core.errors import UserError
@@ -320,8 +321,8 @@ def run_pgpg(cfg: TrainConfig) -> dict:
     from training.datasets.coco_keypoints import load_coco
     from training.ddp import cleanup, init_distributed
 
+    threads = set_threads(cfg.run.threads)
     info = init_distributed(cfg.run.device)
-    set_threads(cfg.run.threads)
     p = cfg.pgpg
     out_dir = Path(cfg.run.out)
     k = get_skeleton(cfg.model.layout).num_keypoints
@@ -361,6 +362,7 @@ def run_pgpg(cfg: TrainConfig) -> dict:
         return summary
     finally:
         cleanup(info)
+        torch.set_num_threads(threads)
 
 
 class JitterProposals:

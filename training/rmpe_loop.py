@@ -11,14 +11,17 @@ Losses:
   targets — the pose as it appears in the ideal crop of the GT box. Its weights never change;
   its error flows back through the crop into the STN, pushing it to centre the person.
 
-Stages (``rmpe.stages``; the default schedule when empty, following the paper's order — SPPE
-first, then the SSTN with the frozen parallel branch on generated proposals, then fine-tuning):
+Stages (``rmpe.stages``; the default schedule when empty). The paper fixes the order of the parts
+but our reference facts hold no schedule, so this is our staging: the SPPE is trained first on
+ground-truth boxes (as AlphaPose trains without generated proposals before adding them), the
+SSTN then learns with the SPPE frozen, and everything is fine-tuned last:
 1. ``sppe``  — SPPE alone on GT boxes (dropped when ``rmpe.init_sppe`` supplies a trained SPPE);
 2. ``stn``   — SPPE frozen; the STN learns from both losses on proposals (``optim.epochs`` // 2);
 3. ``joint`` — STN and SPPE together at lr / 10 on proposals (``optim.epochs`` // 2).
+With ``use_stn: false`` stages 2-3 become ``proposals``: the SPPE fine-tuned on proposals at lr / 10.
 The parallel branch is a frozen copy of the SPPE as it stands when the first STN stage starts
-(or ``rmpe.parallel_sppe``). Ablations: ``use_stn: false`` (plain box crops, no parallel branch)
-and ``use_parallel: false``.
+(or ``rmpe.parallel_sppe``, e.g. a smaller network as in the paper). Ablations: ``use_stn: false``
+(plain box crops, hence no parallel branch) and ``use_parallel: false``.
 
 Evaluation maps predictions back through the STN crop's θ and the context θ to the image (SDTN)
 and scores them with pycocotools; ``eval.proposals: pgpg`` evaluates on seeded proposals.
@@ -126,11 +129,13 @@ def default_stages(cfg: TrainConfig) -> list[RMPEStage]:
 
 def run_rmpe(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train an RMPE model through its stages; returns {"history", "best_ap", "last", "best"}."""
+    threads = set_threads(cfg.run.threads)
     info = init_distributed(cfg.run.device)
     try:
         return _run(cfg, info, resume)
     finally:
         cleanup(info)
+        torch.set_num_threads(threads)
 
 
 def _frozen(module: nn.Module) -> nn.Module:
@@ -149,7 +154,6 @@ def _load_sppe_weights(path: str, device) -> tuple[SPPEModelSpec, nn.Module]:
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
-    set_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     r = cfg.rmpe
     out = Path(cfg.run.out)
@@ -191,7 +195,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
         raise UserError("rmpe.use_stn is false but a stage trains the stn")
 
     geometry = geometry_from(cfg, context=r.context)
-    proposals = load_proposals(r.pgpg_model or cfg.pgpg_model, cfg.pgpg.jitter)
+    proposals = load_proposals(cfg.pgpg.model, cfg.pgpg.jitter)
     val_augment = AugmentConfig.none()
     if cfg.eval.proposals == "pgpg":
         val_augment.proposal_prob = 1.0
@@ -307,9 +311,11 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
                      stats["images_per_s"], f", AP {row['AP']:.4f}" if "AP" in row else "")
             if info.is_main:
                 finished_stage = epoch + 1 == stage.epochs
+                # a finished stage's optimiser is not resumed (the next stage starts a fresh one)
+                keep = not finished_stage
                 kwargs = dict(kind="rmpe", spec=spec, config=cfg.to_dict(), model=sppe, stn=stn if r.use_stn else None,
-                              epoch=global_epoch, optimizer=None if finished_stage else optimizer,
-                              scheduler=None if finished_stage else scheduler, scaler=None if finished_stage else scaler,
+                              epoch=global_epoch, optimizer=optimizer if keep else None,
+                              scheduler=scheduler if keep else None, scaler=scaler if keep else None,
                               best_ap=best_ap, metrics={"history": history},
                               stage=si + 1 if finished_stage else si,
                               extra={"stage_epoch": 0 if finished_stage else epoch + 1,

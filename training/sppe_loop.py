@@ -16,9 +16,9 @@ import torch
 from core.models.trained_sppe import build_sppe_model, to_heatmaps
 from core.skeleton import get_skeleton
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader, geometry_from, heatmap_loss,
-                             make_optimizer, make_scaler, make_scheduler, parts_of, seed_everything, set_epoch,
-                             set_threads, train_loader)
+from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
+                             geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
+                             seed_everything, set_epoch, set_threads, train_loader)
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
 from training.ddp import DistInfo, barrier, cleanup, init_distributed, unwrap, wrap_model
@@ -59,15 +59,16 @@ def evaluate_model(model: torch.nn.Module, val_parts: list, cfg: TrainConfig, in
 
 def run_sppe(cfg: TrainConfig, resume: str | None = None, init: str | None = None) -> dict:
     """Train an SPPE; returns {"history": [epoch rows], "best_ap", "last", "best"}."""
+    threads = set_threads(cfg.run.threads)
     info = init_distributed(cfg.run.device)
     try:
         return _run(cfg, info, resume, init)
     finally:
         cleanup(info)
+        torch.set_num_threads(threads)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
-    set_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     out = Path(cfg.run.out)
     if info.is_main:
@@ -77,10 +78,10 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
              spec.arch, describe_device(info), info.world_size, cfg.optim.batch_size,
              cfg.optim.batch_size // info.world_size, cfg.optim.lr)
     geometry = geometry_from(cfg)
-    proposals = load_proposals(cfg.pgpg_model)
+    proposals = load_proposals(cfg.pgpg.model)
     augment = cfg.augment
     if proposals is None and augment.proposal_prob > 0:
-        log.info("augment.proposal_prob ignored: no pgpg_model given")
+        log.info("augment.proposal_prob ignored: no PGPG model given (pgpg.model)")
     train_set = build_dataset(cfg, "train", info, geometry, augment, proposals)
     val_set = build_dataset(cfg, "val", info, geometry, AugmentConfig.none())
     val_parts = [(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)]

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.models.sppe import SPPEOutput
+from core.models.sstn import invert_affine
 from core.skeleton import get_skeleton
 
 log = logging.getLogger("rmpe.sppe")
@@ -184,9 +186,7 @@ class TrainedSPPE:
         self.source = source
 
     @torch.inference_mode()
-    def __call__(self, crops: torch.Tensor):
-        from core.models.sppe import SPPEOutput
-
+    def __call__(self, crops: torch.Tensor) -> SPPEOutput:
         crops = crops.to(self.device, torch.float32)
         if tuple(crops.shape[-2:]) != self.input_size:
             raise ValueError(f"crops must be {self.input_size}, got {tuple(crops.shape[-2:])}")
@@ -197,8 +197,6 @@ class TrainedSPPE:
             n = crops.shape[0]
             identity = torch.eye(2, 3, dtype=crops.dtype, device=self.device).expand(n, 2, 3).contiguous()
             crops, theta = self.stn(crops, identity, torch.arange(n, device=self.device))
-            from core.models.sstn import invert_affine
-
             box_to_stn = invert_affine(theta)
         x = normalise_crops(crops, self.spec)
         if self.device.type == "cpu":

@@ -6,13 +6,12 @@ import json
 import pytest
 
 from core import ASSETS_DIR
-from core.cli import main as cli_main
 from core.errors import UserError
 from training.config import load_config, parse_overrides
 
 
-def test_synthetic_command_writes_images_annotations_and_video(tmp_path, capsys):
-    rc = cli_main(["train", "synthetic", "--out", str(tmp_path), "--num-images", "3", "--size", "96", "128",
+def test_synthetic_command_writes_images_annotations_and_video(tmp_path, capsys, cli):
+    rc = cli(["train", "synthetic", "--out", str(tmp_path), "--num-images", "3", "--size", "96", "128",
                    "--video", "4", "--seed", "2"])
     assert rc == 0
     data = json.loads((tmp_path / "annotations.json").read_text())
@@ -23,8 +22,8 @@ def test_synthetic_command_writes_images_annotations_and_video(tmp_path, capsys)
     assert "wrote 3 images" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["train_sppe.yaml", "train_sppe_ci.yaml", "train_rmpe.yaml", "train_rmpe_ci.yaml",
-                                  "train_pgpg.yaml", "train_pgpg_ci.yaml"])
+@pytest.mark.parametrize("name", ["train_sppe.yaml", "train_sppe_ci.yaml", "train_sppe_synthetic.yaml",
+                                  "train_rmpe.yaml", "train_rmpe_ci.yaml", "train_pgpg.yaml", "train_pgpg_ci.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(ASSETS_DIR / name)
     assert cfg.optim.batch_size >= 1 and cfg.data.train
@@ -38,16 +37,16 @@ def test_overrides_are_yaml_values():
         parse_overrides(["lr=0.1"])
 
 
-def test_help_lists_the_tasks(capsys):
+def test_help_lists_the_tasks(capsys, cli):
     with pytest.raises(SystemExit) as exc:
-        cli_main(["train", "--help"])
+        cli(["train", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for task in ("sppe", "rmpe", "pgpg", "synthetic", "pseudo-label"):
         assert task in out
 
 
-def test_pseudo_label_needs_an_input(capsys):
+def test_pseudo_label_needs_an_input(capsys, cli):
     with pytest.raises(SystemExit) as exc:
-        cli_main(["train", "pseudo-label", "--out", "x"])
+        cli(["train", "pseudo-label", "--out", "x"])
     assert exc.value.code == 2

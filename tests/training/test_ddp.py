@@ -38,9 +38,9 @@ def _env():
 
 
 def _launch(nproc: int, task: str, config, out, *sets, timeout=240):
-    cmd = [sys.executable, "main.py", "train", task, "--config", str(config), "--out", str(out)]
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] + cmd[1:]
+    """torchrun with ``nproc`` CPU processes (gloo) in a subprocess."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "main.py", "train", task, "--config", str(config), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
@@ -62,9 +62,12 @@ def tiny_config(tmp_path_factory):
     ("rmpe", ("rmpe.stages=[{name: sppe, epochs: 1, lr: 0.0003, train: [sppe], proposal_prob: 0.0}, "
               "{name: stn, epochs: 1, lr: 0.0003, train: [stn]}]", "rmpe.loc_size=[32, 24]")),
 ])
-def test_two_processes_follow_one(tiny_config, task, sets):
+def test_two_processes_follow_one(tiny_config, task, sets, cli):
     root, config = tiny_config
-    _launch(1, task, config, root / f"{task}_1", *sets)
+    args = ["train", task, "--config", str(config), "--out", str(root / f"{task}_1")]
+    for s in sets:
+        args += ["--set", s]
+    assert cli(args) == 0  # one process, here
     _launch(2, task, config, root / f"{task}_2", *sets)
     one = read_csv(root / f"{task}_1" / "steps.csv")
     two = read_csv(root / f"{task}_2" / "steps.csv")
@@ -124,7 +127,8 @@ def test_cpu_sync_batchnorm_equals_full_batch_batchnorm():
 
 
 def test_conversion_keeps_state_dict_keys():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Sequential(torch.nn.BatchNorm2d(4)))
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
     keys = list(net.state_dict())
     conv = convert_sync_batchnorm(net, torch.device("cpu"))
     assert isinstance(conv[1], CPUSyncBatchNorm) and isinstance(conv[2][0], CPUSyncBatchNorm)

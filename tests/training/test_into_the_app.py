@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from core.cli import main as cli_main
 from core.config import Config
 from core.estimator import PoseEstimator
 from core.evaluation.coco_eval import evaluate, load_ground_truth
 from core.io.sources import open_source
+from core.models.trained_sppe import load_trained_sppe
 from training.datasets.synthetic import SyntheticSpec, generate_video
 
 
@@ -40,9 +41,10 @@ def test_estimator_runs_the_trained_sppe(sppe_run, synthetic_video, blazepose_mo
     assert ap >= 0.3  # measured 0.58 (GT-box evaluation of the same model: ~0.5)
 
 
-def test_command_line_with_trained_weights(sppe_run, synthetic_video, blazepose_models, tmp_path, one_thread):
+def test_command_line_with_trained_weights(sppe_run, synthetic_video, blazepose_models, tmp_path, one_thread,
+                                          cli):
     out = tmp_path / "poses.json"
-    rc = cli_main(["--video", str(synthetic_video), "--sppe", "hourglass", "--weights", str(sppe_run["last"]),
+    rc = cli(["--video", str(synthetic_video), "--sppe", "hourglass", "--weights", str(sppe_run["last"]),
                    "--json", str(out), "--no-progress", "--threads", "1"])
     assert rc == 0
     data = json.loads(out.read_text())
@@ -52,10 +54,54 @@ def test_command_line_with_trained_weights(sppe_run, synthetic_video, blazepose_
     assert kp.shape == (17, 3)
 
 
-def test_wrong_checkpoint_is_a_user_error(tmp_path, capsys, synthetic_video):
+def test_wrong_checkpoint_is_a_user_error(tmp_path, capsys, synthetic_video, cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    rc = cli_main(["--video", str(synthetic_video), "--sppe", "hourglass", "--weights", str(bad),
+    rc = cli(["--video", str(synthetic_video), "--sppe", "hourglass", "--weights", str(bad),
                    "--json", str(tmp_path / "o.json"), "--no-progress"])
     assert rc == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def _val_crops(synthetic_dir, n=6):
+    from training.datasets.coco_keypoints import AugmentConfig, CocoKeypoints, SampleGeometry
+
+    root = synthetic_dir / "val_0_seed12"
+    geometry = SampleGeometry(input_size=(128, 96), heatmap_size=(32, 24), mean=(0, 0, 0), std=(1, 1, 1))
+    ds = CocoKeypoints(root / "images", root / "annotations.json", geometry, AugmentConfig.none())
+    return torch.stack([ds[i]["image"] for i in range(n)])  # RGB in [0, 1], as the estimator crops
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.12, -0.08)])
+def test_learned_stn_wrapper_maps_heatmaps_back(sppe_run, synthetic_dir, shift):
+    """An RMPE checkpoint's SPPE re-crops with its STN and maps the heatmaps back (SDTN): with the
+    STN shifting the crop, the decoded joints stay where the plain SPPE puts them."""
+    import copy
+
+    from core.heatmaps import decode_heatmaps
+    from core.models.trained_sppe import TrainedSPPE, build_stn
+
+    plain = load_trained_sppe(sppe_run["last"])
+    spec = copy.deepcopy(plain.spec)
+    spec.stn = {"loc_size": [64, 48], "backbone": "light"}
+    stn = build_stn(spec)
+    with torch.no_grad():
+        stn.loc.fc.bias.copy_(torch.tensor([0.0, 0.0, shift[0], 0.0, 0.0, shift[1]]))
+    wrapped = TrainedSPPE(spec, copy.deepcopy(plain.model), stn)
+    crops = _val_crops(synthetic_dir)
+    a = plain(crops).heatmaps
+    b = wrapped(crops).heatmaps
+    ca, sa = decode_heatmaps(a, "dark", 5)
+    cb, _ = decode_heatmaps(b, "dark", 5)
+    confident = sa > 0.5
+    err = np.linalg.norm(ca - cb, axis=-1)[confident]
+    assert confident.sum() > 30
+    if shift == (0.0, 0.0):
+        assert err.max() < 1e-3  # identity STN: the same crop, the same heatmaps
+    else:
+        # without the SDTN the joints would be off by the STN's shift (~1.4 heatmap px in x)
+        with torch.no_grad():
+            shifted, _ = stn(crops, torch.eye(2, 3).expand(len(crops), 2, 3).contiguous(), torch.arange(len(crops)))
+        cs, _ = decode_heatmaps(plain(shifted).heatmaps, "dark", 5)
+        unmapped = np.linalg.norm(ca - cs, axis=-1)[confident]
+        assert np.median(err) < 0.6 and np.median(unmapped) > 2.5 * np.median(err)

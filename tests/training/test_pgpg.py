@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from core.cli import main as cli_main
 from core.errors import UserError
 from training.datasets.synthetic import PersonPose, annotation_entries, coco_categories, skeleton_points
 from training.pgpg import (PGPGModel, apply_offsets, box_offsets, fit_pgpg, match_detections, normalise_poses,
@@ -40,7 +39,7 @@ def _person(rng, name):
 
 
 @pytest.fixture(scope="module")
-def known(tmp_path_factory):
+def known(tmp_path_factory, cli):
     """COCO annotations + a detections file with the known per-atom offsets (box_source: file)."""
     root = tmp_path_factory.mktemp("pgpg")
     (root / "images").mkdir()
@@ -68,7 +67,7 @@ def known(tmp_path_factory):
                  "min_keypoints": 6},
         "run": {"out": str(root / "run"), "progress": False},
     }))
-    assert cli_main(["train", "pgpg", "--config", str(config)]) == 0
+    assert cli(["train", "pgpg", "--config", str(config)]) == 0
     return PGPGModel.load(root / "run" / "pgpg.json"), rng
 
 

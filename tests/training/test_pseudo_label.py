@@ -6,15 +6,14 @@ import json
 import numpy as np
 from pycocotools.coco import COCO
 
-from core.cli import main as cli_main
 from core.poses import Poses
 from training.datasets.coco_keypoints import AugmentConfig, CocoKeypoints, SampleGeometry
 from training.datasets.pseudo_label import poses_to_annotations
 
 
-def test_demo_frames_become_coco_annotations(demo_video, blazepose_models, tmp_path, capsys):
+def test_demo_frames_become_coco_annotations(demo_video, blazepose_models, tmp_path, capsys, cli):
     out = tmp_path / "pseudo"
-    rc = cli_main(["train", "pseudo-label", "--video", str(demo_video), "--out", str(out), "--every", "40",
+    rc = cli(["train", "pseudo-label", "--video", str(demo_video), "--out", str(out), "--every", "40",
                    "--max-frames", "3"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.cli import main as cli_main
 from core.models.sstn import crop
 from core.models.trained_sppe import build_stn, load_trained_sppe, normalise_crops, read_checkpoint
 from training.common import geometry_from, heatmap_loss
@@ -104,11 +103,11 @@ def tiny(tmp_path, one_thread):
     ({"use_parallel": False}, ["sppe", "stn", "joint"], True, False),
     ({"use_stn": False}, ["sppe", "proposals"], False, False),
 ])
-def test_default_stages_and_ablations(tiny, tmp_path, ablation, stages, has_stn, has_parallel):
+def test_default_stages_and_ablations(tiny, tmp_path, ablation, stages, has_stn, has_parallel, cli):
     sets = []
     for k, v in ablation.items():
         sets += ["--set", f"rmpe.{k}={str(v).lower()}"]
-    assert cli_main(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), *sets]) == 0
+    assert cli(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), *sets]) == 0
     rows = read_csv(tmp_path / "r" / "metrics.csv")
     assert [r["stage"] for r in rows] == stages
     assert all(np.isfinite(r["parallel_loss"]) == (has_parallel and r["stage"] in ("stn", "joint")) for r in rows)
@@ -118,21 +117,21 @@ def test_default_stages_and_ablations(tiny, tmp_path, ablation, stages, has_stn,
     assert (load_trained_sppe(tmp_path / "r" / "last.pt").stn is not None) == has_stn
 
 
-def test_resume_mid_schedule(tiny, tmp_path):
+def test_resume_mid_schedule(tiny, tmp_path, cli):
     """Stopped after the sppe stage (its checkpoint), the run resumes with the stn stage."""
     stages = "rmpe.stages=[{name: sppe, epochs: 1, lr: 0.001, train: [sppe], proposal_prob: 0}, " \
              "{name: stn, epochs: 1, lr: 0.001, train: [stn]}]"
     first = "rmpe.stages=[{name: sppe, epochs: 1, lr: 0.001, train: [sppe], proposal_prob: 0}]"
-    assert cli_main(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), "--set", first]) == 0
+    assert cli(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), "--set", first]) == 0
     assert read_checkpoint(tmp_path / "r" / "last.pt")["stage"] == 1
-    assert cli_main(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), "--set", stages,
+    assert cli(["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), "--set", stages,
                      "--resume", str(tmp_path / "r" / "last.pt")]) == 0
     rows = read_csv(tmp_path / "r" / "metrics.csv")
     assert [(r["epoch"], r["stage"]) for r in rows] == [(1, "sppe"), (2, "stn")]
 
 
-def test_stn_stage_without_stn_is_an_error(tiny, tmp_path, capsys):
+def test_stn_stage_without_stn_is_an_error(tiny, tmp_path, capsys, cli):
     args = ["train", "rmpe", "--config", str(tiny), "--out", str(tmp_path / "r"), "--set", "rmpe.use_stn=false",
             "--set", "rmpe.stages=[{name: stn, epochs: 1, lr: 0.001, train: [stn]}]"]
-    assert cli_main(args) == 2
+    assert cli(args) == 2
     assert "use_stn is false" in capsys.readouterr().err

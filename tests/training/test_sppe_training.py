@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.cli import main as cli_main
 from core.models.trained_sppe import load_trained_sppe, read_checkpoint
 from training.config import load_config
 from training.metrics import read_csv
@@ -62,13 +61,13 @@ def tiny(tmp_path, one_thread):
     return path
 
 
-def test_resume_continues_the_same_run(tiny, tmp_path):
+def test_resume_continues_the_same_run(tiny, tmp_path, cli):
     """Resuming from the epoch-1 checkpoint of a 2-epoch run reproduces its epoch 2 step for step
     (weights, optimiser moments, LR schedule position and data order all restored)."""
     keep = ["--set", "run.keep_checkpoints=true"]
-    assert cli_main(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "straight"), *keep]) == 0
+    assert cli(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "straight"), *keep]) == 0
     assert (tmp_path / "straight" / "epoch_002.pt").is_file()
-    assert cli_main(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "resumed"),
+    assert cli(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "resumed"),
                      "--resume", str(tmp_path / "straight" / "epoch_001.pt")]) == 0
     straight = [r for r in read_csv(tmp_path / "straight" / "steps.csv") if r["epoch"] == 2]
     resumed = read_csv(tmp_path / "resumed" / "steps.csv")
@@ -79,11 +78,13 @@ def test_resume_continues_the_same_run(tiny, tmp_path):
     assert [r["lr"] for r in read_csv(tmp_path / "straight" / "steps.csv")] == [0.001] * 3 + [0.0005] * 3
 
 
-def test_resnet_arch_trains_and_loads(tiny, tmp_path):
-    sets = ["--set", "model.arch=resnet", "--set", "model.resnet_depth=18", "--set", "model.width=8",
-            "--set", "model.deconv_channels=16", "--set", "model.loss=softmax", "--set", "optim.optimizer=adam", "--set", "model.input_size=[64, 64]",
-            "--epochs", "1"]
-    assert cli_main(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "rn"), *sets]) == 0
+def test_resnet_arch_trains_and_loads(tiny, tmp_path, cli):
+    sets = []
+    for s in ("model.arch=resnet", "model.resnet_depth=18", "model.width=8", "model.deconv_channels=16",
+              "model.loss=softmax", "optim.optimizer=adam", "model.input_size=[64, 64]"):
+        sets += ["--set", s]
+    sets += ["--epochs", "1"]
+    assert cli(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "rn"), *sets]) == 0
     sppe = load_trained_sppe(tmp_path / "rn" / "last.pt")
     assert sppe.spec.arch == "resnet" and sppe(torch.rand(1, 3, 64, 64)).heatmaps.shape == (1, 17, 16, 16)
 
@@ -95,16 +96,41 @@ def test_resnet_arch_trains_and_loads(tiny, tmp_path):
     (["data.train=[{images: /nonexistent}]"], "needs 'annotations'"),
     (["eval.proposals=detector"], "eval.proposals"),
 ])
-def test_bad_configs_are_one_line_errors(tiny, tmp_path, capsys, sets, message):
+def test_bad_configs_are_one_line_errors(tiny, tmp_path, capsys, sets, message, cli):
     args = ["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "bad")]
     for s in sets:
         args += ["--set", s]
-    assert cli_main(args) == 2
+    assert cli(args) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
 
 
-def test_missing_config_file(tmp_path, capsys):
-    assert cli_main(["train", "sppe", "--config", str(tmp_path / "nope.yaml")]) == 2
+def test_missing_config_file(tmp_path, capsys, cli):
+    assert cli(["train", "sppe", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_trains_on_pgpg_proposals(tiny, tmp_path, cli):
+    """train pgpg (jitter box source: no detector fires on 10 tiny images) → train sppe sampling its
+    proposals instead of the GT boxes."""
+    assert cli(["train", "pgpg", "--config", str(tiny), "--out", str(tmp_path / "pgpg"), "--set", "pgpg.atoms=2",
+                "--set", "pgpg.box_source=jitter", "--set", "pgpg.jitter=[0, -0.1, 0, 0.1, 0.05, 0.05, 0.05, 0.05]",
+                "--set", "pgpg.components=1"]) == 0
+    model = tmp_path / "pgpg" / "pgpg.json"
+    assert cli(["train", "sppe", "--config", str(tiny), "--out", str(tmp_path / "s"), "--epochs", "1",
+                "--set", f"pgpg.model={model}", "--set", "augment.proposal_prob=1.0"]) == 0
+    from training.datasets.coco_keypoints import AugmentConfig, CocoKeypoints, SampleGeometry, box_to_centre_size
+    from training.pgpg import PGPGModel
+
+    pgpg = PGPGModel.load(model)
+    for a in range(2):  # the jitter's vertical offsets, recovered per atom (a handful of people each)
+        assert np.abs(pgpg.mean_offset(a)[[1, 3]] - [-0.1, 0.1]).max() < 0.05
+    root = tmp_path / "data" / "train_0_seed41"
+    augment = AugmentConfig.none()
+    augment.proposal_prob = 1.0
+    ds = CocoKeypoints(root / "images", root / "annotations.json",
+                       SampleGeometry(input_size=(64, 48), heatmap_size=(16, 12)), augment, proposals=pgpg)
+    gt_scale = [box_to_centre_size(ds.samples[i]["bbox"], 0.75, 1.25)[1][1] / 64 for i in range(len(ds))]
+    scale = [np.linalg.norm(ds[i]["theta"].numpy()[:, 1]) for i in range(len(ds))]
+    assert np.mean(np.asarray(scale) / np.asarray(gt_scale)) > 1.1  # proposals 20% taller than the GT boxes

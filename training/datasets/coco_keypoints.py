@@ -17,8 +17,7 @@ pose as it appears in the ideal crop of the ground-truth box.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,8 +29,6 @@ from core.errors import UserError
 from core.heatmaps import crop_to_heatmap, encode_heatmaps
 from core.models.sstn import image_to_crop, invert_affine, roi_to_affine
 from core.skeleton import get_skeleton
-
-log = logging.getLogger("rmpe.train")
 
 UPPER_BODY_COCO = np.arange(0, 11)  # face, shoulders, elbows, wrists
 LOWER_BODY_COCO = np.arange(11, 17)
@@ -70,7 +67,6 @@ class SampleGeometry:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     context: float = 1.0  # RMPE: context crop = proposal × context, at input_size × context
-    extra: dict = field(default_factory=dict)
 
     @property
     def aspect(self) -> float:
@@ -153,20 +149,18 @@ class CocoKeypoints(Dataset):
     geometry      crop / heatmap geometry
     augment       AugmentConfig (``AugmentConfig.none()`` for evaluation)
     proposals     optional PGPG sampler (``.sample(keypoints [K, 3], box_xywh, rng) -> box_xywh``)
-    boxes         optional {annotation id: box xywh} replacing the GT box (e.g. detector boxes)
     cache_images  keep decoded images in memory (small datasets)
     """
 
     def __init__(self, images_dir: str | Path, annotations: str | Path, geometry: SampleGeometry,
-                 augment: AugmentConfig | None = None, proposals=None, boxes: dict | None = None,
-                 min_keypoints: int = 1, cache_images: bool = True, seed: int = 0):
+                 augment: AugmentConfig | None = None, proposals=None, min_keypoints: int = 1,
+                 cache_images: bool = True, seed: int = 0):
         self.images_dir = Path(images_dir)
         self.annotation_path = Path(annotations)
         self.data = load_coco(annotations)
         self.geometry = geometry
         self.augment = augment or AugmentConfig.none()
         self.proposals = proposals
-        self.boxes = boxes
         self.cache_images = cache_images
         self.seed = int(seed)
         self.epoch = 0
@@ -211,10 +205,10 @@ class CocoKeypoints(Dataset):
     # ------------------------------------------------------------------------------ geometry
 
     def _person_box(self, ann: dict, kp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        box = np.asarray(self.boxes.get(ann["id"], ann["bbox"]) if self.boxes else ann["bbox"], dtype=np.float64)
+        box = np.asarray(ann["bbox"], dtype=np.float64)
         a = self.augment
         if self.proposals is not None and a.proposal_prob > 0 and rng.random() < a.proposal_prob:
-            box = np.asarray(self.proposals.sample(kp, np.asarray(ann["bbox"], np.float64), rng), dtype=np.float64)
+            box = np.asarray(self.proposals.sample(kp, box, rng), dtype=np.float64)
         return box
 
     def _half_body(self, kp: np.ndarray, rng: np.random.Generator):
@@ -274,7 +268,8 @@ class CocoKeypoints(Dataset):
         hm = crop_to_heatmap(xy_crop, g.input_size, g.heatmap_size)
         return encode_heatmaps(hm, inside, g.heatmap_size, g.sigma)
 
-    def _to_tensor(self, crop_uint8: np.ndarray, rng: np.random.Generator | None, normalise: bool = True) -> torch.Tensor:
+    def _to_tensor(self, crop_uint8: np.ndarray, rng: np.random.Generator | None,
+                   normalise: bool = True) -> torch.Tensor:
         crop = crop_uint8.astype(np.float32) * (1.0 / 255.0)
         if rng is not None and (self.augment.colour > 0 or self.augment.grey_prob > 0):
             crop = colour_jitter(crop, rng, self.augment.colour, self.augment.grey_prob)

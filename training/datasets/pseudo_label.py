@@ -47,7 +47,8 @@ def poses_to_annotations(poses, image_id: int, first_id: int, width: int, height
                      "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                      "area": round((x2 - x1) * (y2 - y1), 2), "num_keypoints": int(good.sum()),
                      "score": round(float(poses.scores[i]), 4),
-                     "keypoints": [round(float(v), 2) if j % 3 != 2 else int(v) for j, v in enumerate(out.reshape(-1))]})
+                     "keypoints": [round(float(v), 2) if j % 3 != 2 else int(v)
+                                   for j, v in enumerate(out.reshape(-1))]})
     return anns
 
 
