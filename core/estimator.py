@@ -123,8 +123,11 @@ class PoseEstimator:
         clock = _Clock(self.device, timings)
         interval = max(1, int(self.config.detector.interval))
 
+        # With max_persons already tracked a periodic detection could add nobody (MediaPipe's
+        # one-person behaviour): detect again only when someone is lost.
+        full = len(self._tracks[1]) >= max(int(self.config.detector.max_persons), 1)
         detect = (interval == 1 or self._recover_left > 0 or len(self._tracks[0]) == 0
-                  or self._since_detect >= interval)
+                  or (self._since_detect >= interval and not full))
         self.frames_seen += 1
         carried = self._tracks if interval > 1 else _empty_rois()
         if detect:

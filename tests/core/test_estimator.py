@@ -137,6 +137,20 @@ def test_reset_and_interval_one(estimator, few_frames):
     assert every.detector_runs == 3
 
 
+def test_one_person_mode_detects_only_when_lost(estimator, few_frames):
+    """With max_persons people tracked, the periodic detection is skipped (nobody could be added)."""
+    frame = few_frames[0]  # the jumping-jacks person alone, well inside the frame
+    runs = {}
+    for limit in (1, 10):
+        cfg = Config.load(overrides={"detector": {"interval": 2, "max_persons": limit}})
+        est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+        for _ in range(7):
+            assert len(est.infer(frame)) >= 1
+        runs[limit] = est.detector_runs
+    assert runs[1] == 1  # detected once, then tracked
+    assert runs[10] >= 4  # frames 1, 3, 5, 7 detect to look for newcomers
+
+
 @pytest.mark.parametrize("method", ["dark", "quarter", "argmax"])
 def test_heatmap_decoders_agree_with_regression(estimator, few_frames, method):
     cfg = Config.load(overrides={"sppe": {"decode": method}})
