@@ -208,6 +208,14 @@ def _convert(art: Artefact) -> None:
     log.info("converted %s -> %s", art.name, art.path.with_suffix(".safetensors").name)
 
 
+def _export_onnx(art: Artefact) -> None:
+    """Export the ONNX Runtime graph now, so that the first run does not pay for it."""
+    from core.models import onnx_backend, zoo
+
+    spec = next(s for s in (zoo.DETECTOR, zoo.LANDMARK) if s.artefact == art.name)
+    onnx_backend.OnnxGraph.from_tflite(art.path, zoo.probe_input(spec, batch=1), 1)  # logs the export
+
+
 def install(from_dir: str | Path | None = None) -> list[str]:
     """Fetch, verify, extract and convert every missing artefact; returns what was done."""
     arts = list(manifest().values())
@@ -231,6 +239,12 @@ def install(from_dir: str | Path | None = None) -> list[str]:
         if art.kind == "model" and not weight_cache_is_current(art.path, art.sha256):
             _convert(art)
             done.append(f"converted {art.name}")
+    from core.models.onnx_backend import onnx_cache_path, onnxruntime_available
+
+    for art in arts:  # a stale export is rebuilt at load; here only the missing ones
+        if art.kind == "model" and onnxruntime_available() and not onnx_cache_path(art.path).exists():
+            _export_onnx(art)
+            done.append(f"exported {art.name}")
     return done
 
 

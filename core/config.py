@@ -84,7 +84,7 @@ class RenderConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda
-    backend: str = "auto"  # auto | eager | channels_last | jit
+    backend: str = "auto"  # auto | onnxruntime | eager | channels_last | jit
     threads: int = 0  # torch intra-op threads; 0 = torch default
     half: bool = True  # fp16 on CUDA where accuracy holds
 

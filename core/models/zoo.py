@@ -1,19 +1,33 @@
-"""The embedded BlazePose models (detector, full landmark model) as ready-to-run torch modules.
+"""The embedded BlazePose models (detector, full landmark model) as ready-to-run models.
 
 ``load_detector_model(device)`` and ``load_landmark_model(device)`` load the fetched TFLite files
 through :class:`~core.models.tflite_graph.TFLiteGraph` (decoded weights cached as safetensors),
-pick an execution backend and keep one instance per (model, device, backend, precision) for the
-process.
+pick an execution backend and keep one instance per (model, device, backend, precision, ONNX
+Runtime threads) for the process. Every backend takes and returns torch tensors the same way.
 
 Backends (``RuntimeConfig.backend``):
 - ``eager``: the graph executor as is;
 - ``channels_last``: the same with weights in channels-last memory (the NHWC input already is);
 - ``jit``: ``torch.jit.trace`` + ``torch.jit.freeze`` of the executor (weights become constants,
-  the per-op Python dispatch disappears).
-``auto`` = ``jit`` on every device: bench/bench_models.py measured it fastest on CPU at batch 1,
-3 and 8 for both models in every run here (2 cores; on a quiet CPU at batch 1, landmark 14 ms
-vs 59 ms eager and detector 11 ms vs 18 ms; on a CPU loaded by other processes 1.0-1.4x faster
-than eager). ``channels_last`` alone gained little on CPU. Outputs stay on the model's device.
+  the per-op Python dispatch disappears);
+- ``onnxruntime`` (CPU only): the executor exported to ONNX once (cached next to the .tflite,
+  see core/models/onnx_backend.py) and run by ONNX Runtime's CPU provider with every graph
+  optimisation, sequential execution and ``RuntimeConfig.threads`` intra-op threads (0 = torch's
+  thread count).
+
+``auto`` = ``onnxruntime`` on CPU, ``jit`` on CUDA, and ``jit`` on CPU when onnxruntime/onnx are
+not installed (logged). bench/bench_models.py, 2 cores shared with other work, 2 threads, median
+over 7 runs of each run's median, ms at batch 1 / 3 / 8 (LiteRT XNNPACK in the same runs):
+  detector  eager 28.3/71.2/210  channels_last 24.6/64.6/182  jit 23.4/48.6/130
+            onnxruntime 13.1/37.5/109  LiteRT 12.0/36.7/98
+  landmark  eager 29.4/105/208  channels_last 28.4/106/197  jit 23.9/65.0/153
+            onnxruntime 19.4/65.0/180  LiteRT 17.3/52.2/134
+The landmark at batch 3 and 8 swung with the machine's load; in a landmark-only run at steady
+load 2.0 it was jit 28.9/57.5/111, onnxruntime 25.2/39.6/104, LiteRT 20.1/25.7/65. With a thread
+decoding the demo at 30 fps (4 runs): batch 1 jit 35-40 ms, onnxruntime 20-25 ms; batch 3
+onnxruntime 48-54 ms vs jit 69-86 ms in 3 runs, 82 vs 73 ms in one at rising load. ONNX Runtime is
+thus 1.0-1.15x LiteRT on the detector and ~1.1x on the landmark at batch 1, jit 1.3-1.9x.
+``channels_last`` alone gained little on CPU. Outputs stay on the model's device.
 
 On CUDA with ``RuntimeConfig.half`` the models run in float16 (channels-last) only if a probe
 shows the drift from float32 stays within ``HALF_REL_TOLERANCE`` of each checked output's range;
@@ -80,8 +94,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def _onnxruntime_usable() -> bool:
     usable = onnxruntime_available()
     if not usable:
-        log.info("onnxruntime/onnx not installed: backend auto uses %s on CPU",
-                 AUTO_FALLBACK_BACKEND)
+        log.warning("onnxruntime/onnx not installed: backend auto uses %s on CPU",
+                    AUTO_FALLBACK_BACKEND)
     return usable
 
 
@@ -216,6 +230,8 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     backend = resolve_backend(runtime.backend, dev)
+    if runtime.threads and runtime.threads > 0 and torch.get_num_threads() != runtime.threads:
+        torch.set_num_threads(int(runtime.threads))  # process-wide: torch has one intra-op pool
     path = artefact_path(spec.artefact)  # ModelsNotInstalled names the install command
     # ONNX Runtime owns its thread pool (fixed per session); torch backends use torch's
     threads = resolve_threads(runtime) if backend == "onnxruntime" else 0

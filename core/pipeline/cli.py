@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weights", metavar="PATH", help="checkpoint of a trained SPPE")
     model.add_argument("--decode", choices=("regression", "dark", "quarter", "argmax"), help="keypoint decoding")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device (default auto)")
-    model.add_argument("--backend", metavar="NAME", help="model backend: auto | eager | channels_last | jit")
+    model.add_argument("--backend", metavar="NAME", help="model backend: auto | onnxruntime | eager | channels_last | jit (auto: ONNX Runtime on CPU, jit on CUDA)")
     model.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (0 = torch default)")
     model.add_argument("--interval", type=int, metavar="N", help="run the person detector every N frames")
     model.add_argument("--max-persons", type=int, metavar="N", help="at most N people per frame")
