@@ -102,14 +102,15 @@ def run(args: argparse.Namespace) -> int:
     elif note:
         window.message.show_message(note, "error")
     code = int(app.exec())
+    if window.isVisible():  # the loop ended some other way: stop, finalise and save all the same
+        window.close()
+    if not window.session.stopped:  # before deleting the session: a late thread may still signal
+        _exit_without_shutdown(code)
     # Tear the widgets down here, in order, rather than leave them to interpreter shutdown, where
     # Python and Qt destroy objects in no defined order.
-    stopped = window.session.stopped
     window.deleteLater()
     app.processEvents()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
-    if not stopped:
-        _exit_without_shutdown(code)
     return code
 
 
@@ -117,9 +118,10 @@ def _exit_without_shutdown(code: int) -> None:
     """Leave now when a pipeline thread outlived the window (it did not stop within the join
     timeouts, e.g. stuck in a model or decoder call on a starved CPU).
 
-    Interpreter shutdown would free modules and C++ statics under that daemon thread while it is
-    still inside torch, ONNX Runtime or FFmpeg: a crash at exit. Everything the user keeps is
-    already written (the window's close finalised the recording and saved the settings).
+    Interpreter shutdown would end that daemon thread, or free what it uses, while it is inside
+    torch, ONNX Runtime or FFmpeg: exiting with daemon threads in model calls aborted the process
+    ("terminate called without an active exception") every time it was tried. Everything the user
+    keeps is already written (the window's close finalised the recording and saved the settings).
     """
     import os
     import threading

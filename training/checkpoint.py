@@ -50,6 +50,18 @@ def save_checkpoint(path: str | Path, *, kind: str, spec: SPPEModelSpec, config:
     return path
 
 
+
+def save_epoch_checkpoints(paths: dict, out: Path, number: int, improved: bool, keep_all: bool,
+                           **kwargs) -> None:
+    """End-of-epoch writes shared by the loops: ``last`` always, ``best`` when AP improved, and a
+    per-epoch copy ``epoch_<number>.pt`` when ``keep_all`` (run.keep_checkpoints)."""
+    save_checkpoint(paths["last"], **kwargs)
+    if improved:
+        save_checkpoint(paths["best"], **kwargs)
+    if keep_all:
+        save_checkpoint(Path(out) / f"epoch_{number:03d}.pt", **kwargs)
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """Read a checkpoint for resuming or fine-tuning (UserError if missing, foreign or the wrong kind)."""
     ckpt = read_checkpoint(path)

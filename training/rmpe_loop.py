@@ -41,7 +41,7 @@ from core.models.sstn import invert_affine
 from core.models.trained_sppe import (SPPEModelSpec, build_sppe_model, build_stn, detransform_heatmaps,
                                       normalise_crops, to_heatmaps)
 from core.skeleton import get_skeleton
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, save_epoch_checkpoints
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
                              seed_everything, set_epoch, set_threads, train_loader)
@@ -322,11 +322,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
                                      "parallel": None if parallel is None else
                                      {k: v.detach().cpu() for k, v in parallel.state_dict().items()},
                                      "parallel_spec": None if parallel is None else parallel_spec.to_dict()})
-                save_checkpoint(paths["last"], **kwargs)
-                if improved:
-                    save_checkpoint(paths["best"], **kwargs)
-                if cfg.run.keep_checkpoints:
-                    save_checkpoint(out / f"epoch_{global_epoch:03d}.pt", **kwargs)
+                save_epoch_checkpoints(paths, out, global_epoch, improved, cfg.run.keep_checkpoints, **kwargs)
             barrier(info)
         start_epoch = 0
     return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}

@@ -15,7 +15,7 @@ import torch
 
 from core.models.trained_sppe import build_sppe_model, to_heatmaps
 from core.skeleton import get_skeleton
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, save_epoch_checkpoints
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
                              seed_everything, set_epoch, set_threads, train_loader)
@@ -146,11 +146,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
             kwargs = dict(kind="sppe", spec=spec, config=cfg.to_dict(), model=unwrap(train_model), epoch=epoch + 1,
                           optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_ap=best_ap,
                           metrics={"history": history})
-            save_checkpoint(paths["last"], **kwargs)
-            if improved:
-                save_checkpoint(paths["best"], **kwargs)
-            if cfg.run.keep_checkpoints:
-                save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", **kwargs)
+            save_epoch_checkpoints(paths, out, epoch + 1, improved, cfg.run.keep_checkpoints, **kwargs)
         barrier(info)
     return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
 

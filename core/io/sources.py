@@ -167,12 +167,15 @@ class _AVSource(Source):
                                      interpolation="AREA")
         return SourceFrame(index, timestamp, image, time.perf_counter())
 
+    _close_lock = threading.Lock()  # PyAV frees the container twice if two threads close it at once
+
     def close(self) -> None:
-        container = getattr(self, "_container", None)
-        if container is not None:
+        """Idempotent and safe from several threads (the GUI and a watcher may both close)."""
+        with self._close_lock:
+            container, self._container = getattr(self, "_container", None), None
             self._frames = None
+        if container is not None:
             container.close()
-            self._container = None
 
 
 class VideoFileSource(_AVSource):

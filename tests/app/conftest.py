@@ -1,4 +1,4 @@
-"""Qt fixtures for the app tests (offscreen platform, isolated settings dir)."""
+"""Qt fixtures for the app tests (offscreen platform, isolated settings dir) and a small real clip."""
 from __future__ import annotations
 
 import os
@@ -50,48 +50,31 @@ def wait(qapp):
     return lambda predicate, timeout=30.0: wait_until(qapp, predicate, timeout)
 
 
-class ScriptedEstimator:
-    """Stands in for the pose models where a test measures the GUI, not the models (long runs).
+MAN_REGION = (slice(0, 540), slice(280, 1000))  # demo frames (1768×994): the man on the roof, 4:3
 
-    It has the estimator interface the Pipeline takes (``infer``, ``postprocess``, ``reset``,
-    ``device``, ``backend``) and returns two walking stick people whose positions follow the
-    frame index that ``core.io.PatternSource`` stores in pixel (0, 0), so every frame has poses
-    for the renderer, tracker, recorder and view to handle.
-    """
 
-    device = "cpu"
-    backend = "scripted"
+def write_man_clip(folder, demo_video, person_frames: int, empty_frames: int, size=(320, 240)):
+    """PNG frames for an ImageSource: the demo's jumping man (its first ``person_frames`` frames,
+    cropped around him and scaled to ``size``), then ``empty_frames`` frames of nobody
+    (core.io PatternSource). Real pictures for the real models, small enough to run fast."""
+    import cv2
 
-    def __init__(self, config=None):
-        self.config = config
+    from core.io import PatternSource, open_source
 
-    def infer(self, frame, timings=None):
-        import numpy as np
-
-        from core.io import pattern_index
-        from core.poses import Poses
-
-        i = pattern_index(frame)
-        h, w = frame.shape[:2]
-        people = []
-        for p in range(2):
-            x0 = (i * 2 + p * w // 2) % max(w - 60, 1) + 10
-            ys = np.linspace(0.1 * h, 0.9 * h, 17)
-            xs = x0 + 20 + 12 * np.sin(np.arange(17) + i * 0.1)
-            people.append(np.stack([xs, ys, np.full(17, 0.9)], -1))
-        kp = np.asarray(people, np.float32)
-        boxes = np.concatenate([kp[..., :2].min(1) - 5, kp[..., :2].max(1) + 5], 1)
-        if timings is not None:
-            timings["detect"] = 0.0
-        return Poses(boxes, kp, np.full(2, 0.9))
-
-    def postprocess(self, poses):
-        return poses
-
-    def reset(self):
-        pass
+    folder.mkdir(parents=True)
+    frames = []
+    with open_source(video=str(demo_video)) as video:
+        for _ in range(person_frames):
+            frames.append(cv2.resize(video.read().image[MAN_REGION], size, interpolation=cv2.INTER_AREA))
+    pattern = PatternSource(*size, num_frames=empty_frames)
+    frames += [pattern.read().image for _ in range(empty_frames)]
+    for i, rgb in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
 
 
 @pytest.fixture
-def scripted_estimator():
-    return ScriptedEstimator
+def man_clip(tmp_path, demo_video):
+    """man_clip(person_frames, empty_frames, size=(320, 240)) -> folder (see write_man_clip)."""
+    return lambda person_frames, empty_frames, size=(320, 240): write_man_clip(
+        tmp_path / f"clip-{person_frames}-{empty_frames}", demo_video, person_frames, empty_frames, size)

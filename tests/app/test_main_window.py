@@ -172,9 +172,22 @@ def test_seek_jumps_to_the_frame(window, wait):
     assert window.seek_slider.value() >= 200
 
 
-def test_close_stops_every_pipeline_thread(window, wait):
+def test_close_while_recording_finalises_and_stops_every_thread(window, wait):
+    """What Ctrl-C does (it closes the window): the recording is finalised, every thread ends."""
+    import av
+
+    before = set(window.output_dir().glob("*.mp4"))
+    window.seek(0)  # far from the end: frames keep coming while recording
+    assert wait(lambda: window._last_result is not None and window._last_result.index < 100, timeout=60)
+    window.set_recording(True)
+    assert wait(lambda: window.recorder.frames >= 3, timeout=60)
     assert [t for t in threading.enumerate() if t.name.startswith("rmpe-")]  # something to stop
     window.close()
     left = [t.name for t in threading.enumerate() if t.name.startswith("rmpe-")]
     assert left == []
-    assert window.settings.path.exists()
+    assert window.settings.path.exists() and not window.recorder.active
+    (mp4,) = set(window.output_dir().glob("*.mp4")) - before
+    with av.open(str(mp4)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded == window.recorder.frames >= 3
+    assert len(json.loads(mp4.with_suffix(".json").read_text())) > 0

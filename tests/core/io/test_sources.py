@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import cv2
@@ -202,3 +203,21 @@ def test_url_that_accepts_but_never_answers_times_out():
         with pytest.raises(UserError, match=r"no answer within 1 s"):
             URLSource(f"http://127.0.0.1:{listener.getsockname()[1]}/x.mp4", connect_timeout=1, read_timeout=1)
         assert time.perf_counter() - t0 < 3
+
+
+def test_closing_from_two_threads_closes_once(demo_video):
+    """Two threads closing one source at the same moment must not double-free the container."""
+    for _ in range(20):
+        source = VideoFileSource(demo_video)
+        start = threading.Barrier(2)
+
+        def close():
+            start.wait()
+            source.close()
+
+        threads = [threading.Thread(target=close) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        source.close()  # and a third time, after the fact
