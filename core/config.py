@@ -110,39 +110,47 @@ class Config:
     def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "Config":
         """Defaults from assets/default.yaml, then ``path``, then ``overrides`` (nested dicts)."""
         cfg = cls()
-        cfg.update(_read_yaml(ASSETS_DIR / "default.yaml"))
+        cfg.update(read_yaml_mapping(ASSETS_DIR / "default.yaml"))
         if path is not None:
-            cfg.update(_read_yaml(Path(path)))
+            cfg.update(read_yaml_mapping(path))
         if overrides:
             cfg.update(overrides)
         return cfg
 
     def update(self, data: dict[str, Any]) -> "Config":
-        for section, values in (data or {}).items():
-            if not hasattr(self, section):
-                raise UserError(f"config: unknown section {section!r}")
-            target = getattr(self, section)
-            if not isinstance(values, dict):
-                raise UserError(f"config: section {section!r} must be a mapping")
-            names = {f.name for f in dataclasses.fields(target)}
-            for key, value in values.items():
-                if key not in names:
-                    raise UserError(f"config: unknown key {section}.{key}")
-                setattr(target, key, value)
+        update_sections(self, data, "config")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _read_yaml(path: Path) -> dict:
+def update_sections(config, data: dict[str, Any] | None, label: str) -> None:
+    """Apply ``{section: {key: value}}`` to a dataclass of dataclass sections; unknown names are
+    UserErrors prefixed with ``label`` (shared by the app and training configs)."""
+    for section, values in (data or {}).items():
+        if not hasattr(config, section):
+            raise UserError(f"{label}: unknown section {section!r}")
+        target = getattr(config, section)
+        if not isinstance(values, dict):
+            raise UserError(f"{label}: section {section!r} must be a mapping")
+        names = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in names:
+                raise UserError(f"{label}: unknown key {section}.{key}")
+            setattr(target, key, value)
+
+
+def read_yaml_mapping(path: str | Path, label: str = "config file") -> dict:
+    """A YAML file holding a mapping of sections, or one clear UserError line."""
+    path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+        raise UserError(f"{label} not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{label} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of sections")
+        raise UserError(f"{label} {path} must hold a mapping of sections")
     return data

@@ -10,7 +10,6 @@ rate for that global batch, so a run gives the same updates on 1 or N processes.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from core.config import read_yaml_mapping, update_sections
 from core.errors import UserError
 from core.models.trained_sppe import SPPEModelSpec
 from training.datasets.coco_keypoints import AugmentConfig
@@ -137,21 +137,13 @@ class TrainConfig:
         return cfg
 
     def update(self, data: dict) -> "TrainConfig":
-        for section, values in (data or {}).items():
-            if not hasattr(self, section):
-                raise UserError(f"training config: unknown section {section!r}")
-            if not isinstance(values, dict):
-                raise UserError(f"training config: section {section!r} must be a mapping")
-            target = getattr(self, section)
-            if section == "model":
-                merged = {**target.to_dict(), **values}
-                self.model = SPPEModelSpec.from_dict(merged)
-                continue
-            names = {f.name for f in dataclasses.fields(target)}
-            for key, value in values.items():
-                if key not in names:
-                    raise UserError(f"training config: unknown key {section}.{key}")
-                setattr(target, key, value)
+        data = dict(data or {})
+        model = data.pop("model", None)
+        if model is not None:  # the model spec validates its own keys
+            if not isinstance(model, dict):
+                raise UserError("training config: section 'model' must be a mapping")
+            self.model = SPPEModelSpec.from_dict({**self.model.to_dict(), **model})
+        update_sections(self, data, "training config")
         self.validate()
         return self
 
@@ -221,16 +213,7 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
     """Config from a YAML file plus overrides (relative paths in it are relative to the working directory)."""
     cfg = TrainConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"training config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of sections")
-        cfg.update(copy.deepcopy(data))
+        cfg.update(read_yaml_mapping(path, "training config"))
     if overrides:
         cfg.update(overrides)
     return cfg
