@@ -419,22 +419,34 @@ class Pipeline:
         finally:
             self._put("infer_in", END)
 
-    def _infer_loop(self) -> None:
-        rec = self._rec["infer"]
+    def _inbox(self, inbox: str, outbox: str | None, reset=None):
+        """Yield the current generation's (gen, result) items of queue ``inbox``; END is passed on
+        to ``outbox`` and ends the loop, and ``reset`` runs when a seek/restart starts a new
+        generation (stage state such as ROI tracks must not leak across it)."""
         last_gen = 0
         while True:
-            item = self._get("infer_in")
+            item = self._get(inbox)
             if item is None:
                 return
             if item is END:
-                self._put("post_in", END)
+                if outbox is not None:
+                    self._put(outbox, END)
                 return
             gen, result = item
             if self._is_stale(gen):
                 continue
-            if gen != last_gen:
-                self.estimator.reset()
-                last_gen = gen
+            if gen != last_gen and reset is not None:
+                reset()
+            last_gen = gen
+            yield gen, result
+
+    def _reset_post(self) -> None:
+        self._tracker.reset()
+        self._smoother.reset()
+
+    def _infer_loop(self) -> None:
+        rec = self._rec["infer"]
+        for gen, result in self._inbox("infer_in", "post_in", self.estimator.reset):
             self._apply_pending("infer")
             timings = {} if self.profile else None
             t0 = time.perf_counter()
@@ -451,21 +463,7 @@ class Pipeline:
 
     def _post_loop(self) -> None:
         rec = self._rec["post"]
-        last_gen = 0
-        while True:
-            item = self._get("post_in")
-            if item is None:
-                return
-            if item is END:
-                self._put("sinks_in", END)
-                return
-            gen, result = item
-            if self._is_stale(gen):
-                continue
-            if gen != last_gen:
-                self._tracker.reset()
-                self._smoother.reset()
-                last_gen = gen
+        for gen, result in self._inbox("post_in", "sinks_in", self._reset_post):
             self._apply_pending("post")
             t0 = time.perf_counter()
             poses = self.estimator.postprocess(result.poses)
@@ -488,13 +486,7 @@ class Pipeline:
     def _sinks_loop(self) -> None:
         rec = self._rec["sinks"]
         names = [f"sinks.{type(s).__name__}" for s in self.sinks]
-        while True:
-            item = self._get("sinks_in")
-            if item is None or item is END:
-                return
-            gen, result = item
-            if self._is_stale(gen):
-                continue
+        for _gen, result in self._inbox("sinks_in", None):
             self._apply_pending("sinks")
             t0 = time.perf_counter()
             if self.render:
