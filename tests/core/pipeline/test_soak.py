@@ -14,6 +14,8 @@ def test_short_soak_memory_is_flat(tmp_path, blazepose_models, demo_video):
     spec = importlib.util.spec_from_file_location("rmpe_bench_soak", SOAK)
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    result = soak.run(frames=300, width=256, warmup=100, workdir=str(tmp_path))
-    assert result["frames"] == 300
+    # Warm-up covers one pass of the 230-frame looped clip: the first time two people are in view
+    # ONNX Runtime sizes its arena for the larger batch (a one-off step of ~30 MiB), then RSS is flat.
+    result = soak.run(frames=500, width=256, warmup=250, workdir=str(tmp_path))
+    assert result["frames"] == 500
     assert result["growth"] < soak.GOAL_GROWTH, result
