@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.models import file_sha256, onnx_backend
+from core.models.onnx_backend import ONNX_CACHE_FORMAT, OnnxGraph
 
 log = logging.getLogger("rmpe.tfjs")
 
@@ -798,3 +800,119 @@ class TFJSGraph(nn.Module):
         return {name: env[key].permute(perm).contiguous()
                 for name, key, perm in zip(self.output_names, self.output_keys,
                                            self.output_perms)}
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def source_digest(json_path: str | Path) -> str:
+    """sha256 over model.json and its weight shards (what a cached export was built from)."""
+    import hashlib
+
+    json_path = Path(json_path)
+    digest = hashlib.sha256(json_path.read_bytes())
+    model = json.loads(json_path.read_text())
+    for group in model.get("weightsManifest", []):
+        for p in group["paths"]:
+            digest.update(file_sha256(json_path.parent / p).encode())
+    return digest.hexdigest()
+
+
+def onnx_export_path(json_path: str | Path, outputs: list[str],
+                     input_shape: tuple[int, ...]) -> Path:
+    """``<model>.<tag>.onnx`` beside the model; the tag names the outputs and input size."""
+    import hashlib
+
+    tag = hashlib.sha256(json.dumps([list(outputs), list(input_shape)]).encode()).hexdigest()
+    return Path(json_path).with_name(f"{Path(json_path).stem}.{tag[:10]}.onnx")
+
+
+def _onnx_graph(json_path: Path, outputs: list[str], input_shape: tuple[int, ...],
+                threads: int) -> OnnxGraph:
+    """ONNX Runtime session of the pruned graph, exported once and cached (stamped)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    cache = onnx_export_path(json_path, outputs, input_shape)
+    metadata = {"format": ONNX_CACHE_FORMAT, "source_sha256": source_digest(json_path),
+                "outputs": json.dumps(list(outputs)), "input_shape": json.dumps(input_shape)}
+    if cache.exists():
+        try:
+            session = onnx_backend._session(str(cache), threads)
+            if onnx_backend._stamp_matches(session, metadata):
+                return OnnxGraph(session, [o.name for o in session.get_outputs()], threads)
+            log.info("ONNX cache %s is stale; exporting again", cache)
+        except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph,
+                ort_errors.InvalidArgument, ort_errors.NoSuchFile) as exc:
+            log.warning("rebuilding unreadable ONNX cache %s (%s)", cache, exc)
+    graph = TFJSGraph.from_file(json_path, outputs, input_shape).eval()
+    example = torch.zeros((1, *input_shape[1:]))
+    data = onnx_backend.export_onnx(graph, example, graph.output_names, metadata)
+    onnx_backend._write_atomically(cache, data)
+    log.info("exported %s (%d outputs) to ONNX (%s)", json_path.name, len(outputs), cache)
+    return OnnxGraph(onnx_backend._session(data, threads), list(graph.output_names), threads)
+
+
+class TFJSModel(nn.Module):
+    """A loaded TFJS graph: input in the graph's TF layout (any batch), moved to the model's
+    device; returns ``{output name: float32 tensor}`` without autograd."""
+
+    def __init__(self, core, input_shape: tuple[int, ...], device: torch.device, backend: str,
+                 description: str):
+        super().__init__()
+        self.core, self.input_shape, self.device, self.backend = core, input_shape, device, \
+            backend
+        self.description = description
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if tuple(x.shape[1:]) != tuple(self.input_shape[1:]):
+            raise ValueError(f"expected input [N, {', '.join(map(str, self.input_shape[1:]))}], "
+                             f"got {tuple(x.shape)}")
+        with torch.no_grad():
+            out = self.core(x.to(self.device, torch.float32, non_blocking=True))
+        return {k: v.float() for k, v in out.items()}
+
+
+_cache: dict[tuple, TFJSModel] = {}
+
+
+def load_tfjs_model(json_path: str | Path, outputs: list[str],
+                    input_shape: tuple[int, ...] | None = None, device="auto",
+                    runtime=None) -> TFJSModel:
+    """The pruned graph on ``device`` with ``runtime``'s backend (``core.models.zoo`` rules:
+    auto = ONNX Runtime on CPU, torch.jit trace+freeze on CUDA); one instance per key."""
+    from core.config import RuntimeConfig
+    from core.models import zoo
+
+    runtime = runtime or RuntimeConfig()
+    dev = zoo.resolve_device(device if device is not None else runtime.device)
+    backend = zoo.resolve_backend(runtime.backend, dev)
+    json_path = Path(json_path)
+    if input_shape is None:
+        model = json.loads(json_path.read_text())
+        inp = next(n for n in model["modelTopology"]["node"] if n["op"] == "Placeholder")
+        input_shape = (1,) + tuple(int(d["size"]) for d in
+                                   inp["attr"]["shape"]["shape"]["dim"])[1:]
+    input_shape = (1,) + tuple(input_shape)[1:]
+    threads = zoo.resolve_threads(runtime) if backend == "onnxruntime" else 0
+    key = (json_path, tuple(outputs), input_shape, dev, backend, threads)
+    with zoo._lock:
+        if key not in _cache:
+            if backend == "onnxruntime":
+                core = _onnx_graph(json_path, list(outputs), input_shape, threads)
+            else:
+                core = TFJSGraph.from_file(json_path, list(outputs), input_shape).eval().to(dev)
+                if backend == "channels_last":
+                    core = core.to(memory_format=torch.channels_last)
+                if backend == "jit":
+                    import warnings
+
+                    with torch.no_grad(), warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        traced = torch.jit.trace(core, torch.zeros((1, *input_shape[1:]),
+                                                                   device=dev),
+                                                 strict=False, check_trace=False)
+                        core = torch.jit.freeze(traced.eval())
+            description = zoo.runtime_description(dev, RuntimeConfig(backend=backend,
+                                                                      threads=threads), False)
+            _cache[key] = TFJSModel(core, input_shape, dev, backend, description)
+        return _cache[key]
