@@ -1,0 +1,155 @@
+"""NanoDet person detector: GFL decode, letterbox mapping, real demo frames, batching, tiles;
+the body+face combined detector's merging."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from core.detection import Detections, alignment_rois
+from core.detection.combined import CombinedDetector, box_alignment, merge
+from core.detection.nanodet import (REG_BINS, STRIDES, NanoDetDetector, gfl_decode,
+                                    grid_centres, letterbox, nms)
+
+WOMAN_100 = (915, 518, 1146, 937)  # demo frame 100, measured boxes (x1, y1, x2, y2)
+MAN_100 = (590, 63, 710, 442)
+BACKGROUND = (1470, 596, 1490, 631)
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def one_hot_logits(distances: list[float]) -> np.ndarray:
+    """Box-distribution logits whose softmax puts (almost) all mass on the given bins."""
+    logits = np.full((4, REG_BINS), -50.0, np.float32)
+    for side, d in enumerate(distances):
+        lo = int(np.floor(d))
+        frac = d - lo
+        if frac == 0:
+            logits[side, lo] = 0.0
+        else:  # two bins with probabilities 1-frac and frac: expectation = d
+            logits[side, lo], logits[side, lo + 1] = np.log(1 - frac), np.log(frac)
+    return logits.reshape(-1)
+
+
+def test_gfl_decode_takes_the_expectation_over_bins():
+    h, w = 64, 96
+    centres = grid_centres(h, w)
+    assert [len(c) for c in centres] == [(h // s) * (w // s) for s in STRIDES]
+    scores = [np.zeros((len(c), 80), np.float32) for c in centres]
+    dists = [np.zeros((len(c), 44), np.float32) for c in centres]
+    # stride 16 level, cell (x=2, y=1): centre (40, 24); sides 1.5, 2, 0.25, 3 bins
+    cell = 1 * (w // 16) + 2
+    scores[1][cell, 0] = 0.6
+    scores[1][cell, 5] = 0.9  # another class: ignored
+    dists[1][cell] = one_hot_logits([1.5, 2.0, 0.25, 3.0])
+    boxes, s = gfl_decode(scores, dists, centres, 0.3)
+    assert s.tolist() == pytest.approx([0.6])
+    assert boxes[0] == pytest.approx([40 - 24, 24 - 32, 40 + 4, 24 + 48], abs=1e-3)
+
+
+def test_letterbox_maps_back_exactly():
+    image = np.zeros((100, 300, 3), np.uint8)
+    canvas, (s, px, py) = letterbox(image, 128, 128)
+    assert canvas.shape == (128, 128, 3)
+    assert s == pytest.approx(128 / 300) and px == 0 and py == (128 - 43) // 2
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.9, 0.4]), 0.5).tolist() == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def nanodet(npm_nanodet):
+    return NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                           input_size=(416, 416))
+
+
+@pytest.fixture(scope="module")
+def npm_nanodet():
+    from core.models import npm_fetch
+
+    if not npm_fetch.is_installed(npm_fetch.npm_model("nanodet")):
+        pytest.skip("nanodet not installed (python main.py models install)")
+
+
+def test_finds_both_large_people_letterboxed(nanodet, demo_frames):
+    """Frame 100 at 416x416: the walking woman and the backlit man on the roof (MODELS.md)."""
+    d = nanodet(demo_frames[100])
+    assert isinstance(d, Detections) and d.keypoints is None
+    best = [max(iou(b, ref) for b in d.boxes) for ref in (WOMAN_100, MAN_100)]
+    assert min(best) > 0.8, best
+    assert (d.scores >= 0.3).all() and (np.diff(d.scores) <= 0).all()
+
+
+def test_larger_input_finds_the_background_person(npm_nanodet, demo_frames):
+    det = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                          input_size=(576, 1024), score_threshold=0.2)
+    small = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                            input_size=(416, 416), score_threshold=0.2)
+    found = [max((iou(b, BACKGROUND) for b in det(demo_frames[i]).boxes), default=0)
+             for i in (0, 100, 150, 200)]
+    missed = [max((iou(b, BACKGROUND) for b in small(demo_frames[i]).boxes), default=0)
+              for i in (0, 100, 150, 200)]
+    assert min(found) > 0.5 and max(missed) < 0.3, (found, missed)
+
+
+def test_batch_equals_single_frames(nanodet, demo_frames):
+    frames = [demo_frames[i] for i in (50, 100, 150)]
+    batched = nanodet.detect_batch(frames)
+    for frame, got in zip(frames, batched):
+        want = nanodet(frame)
+        assert got.boxes == pytest.approx(want.boxes, abs=0.05)
+        assert got.scores == pytest.approx(want.scores, abs=1e-4)
+
+
+def test_tiles_drop_cut_off_people(npm_nanodet, demo_frames):
+    """With tiles every kept tile box is either inside its tile or seen by the full view too."""
+    cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.25, max_persons=10)
+    det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
+    d = det(demo_frames[100])
+    best = [max(iou(b, ref) for b in d.boxes) for ref in (WOMAN_100, MAN_100, BACKGROUND)]
+    assert min(best) > 0.5, best
+    assert len(det.views(994, 1768)) > 1
+
+
+def test_combined_merges_a_person_seen_by_both(npm_nanodet, demo_frames):
+    """One detection per person: BlazePose's alignment kept where a body box confirms it."""
+    from core.config import DetectorConfig
+    from core.detection.blazepose import BlazePoseDetector
+
+    body = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                           input_size=(576, 1024), score_threshold=0.35)
+    face = BlazePoseDetector(DetectorConfig(), "cpu")
+    combined = CombinedDetector(body, face)
+    frame = demo_frames[100]
+    b, f, c = body(frame), face(frame), combined(frame)
+    assert len(c) <= len(b) + len(f) - 2  # both large people seen twice, merged
+    assert c.keypoints is not None and c.keypoints.shape == (len(c), 4, 2)
+    assert max(iou(x, WOMAN_100) for x in c.boxes) > 0.8
+
+
+def test_box_alignment_reproduces_the_box_roi_rule():
+    boxes = np.array([[100, 50, 160, 250]], np.float32)
+    kp, face = box_alignment(boxes)
+    centres, sides, rotations = alignment_rois(kp[:, 0], kp[:, 1])
+    want_c, want_s, want_r = Detections(boxes, np.ones(1)).rois()
+    assert centres == pytest.approx(want_c) and sides == pytest.approx(want_s)
+    assert rotations == pytest.approx(want_r)
+
+
+def test_merge_pairs_hips_inside_boxes_only():
+    body = Detections(np.array([[0, 0, 100, 300], [500, 0, 600, 300]]), np.array([0.6, 0.5]))
+    kp = np.array([[[50, 200], [50, 60], [50, 100], [50, 40]]], np.float32)  # hips in box 0
+    face = Detections(np.array([[-100, 60, 200, 340]]), np.array([0.9]), kp,
+                      np.array([[50, 30]]))
+    out = merge(body, face, 10)
+    assert len(out) == 2
+    assert out.scores.tolist() == pytest.approx([0.9, 0.5])
+    assert out.keypoints[0] == pytest.approx(kp[0])
