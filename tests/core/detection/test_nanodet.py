@@ -153,3 +153,40 @@ def test_merge_pairs_hips_inside_boxes_only():
     assert len(out) == 2
     assert out.scores.tolist() == pytest.approx([0.9, 0.5])
     assert out.keypoints[0] == pytest.approx(kp[0])
+
+
+# The man mid-backflip on the roof, backlit, face hidden (frames 150, 160; measured boxes).
+FLIP = {150: (737, 77, 877, 512), 160: (728, 160, 919, 487)}
+
+
+def test_body_detector_finds_the_flipping_man_the_face_anchored_one_misses(npm_nanodet,
+                                                                          flip_frames):
+    """A person whose face is hidden (upside down, backlit): the body detector finds him, the
+    face-anchored BlazePose detector alone puts no person there (no mid-hip point inside)."""
+    from core.config import DetectorConfig
+    from core.detection.blazepose import BlazePoseDetector
+
+    body = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                           input_size=(576, 1024), score_threshold=0.3)
+    face = BlazePoseDetector(DetectorConfig(), "cpu")
+    for i, ref in FLIP.items():
+        found = body(flip_frames[i])
+        assert max((iou(b, ref) for b in found.boxes), default=0) > 0.5, i
+        hips = face(flip_frames[i]).keypoints[:, 0]
+        inside = (hips[:, 0] >= ref[0]) & (hips[:, 0] <= ref[2]) & (hips[:, 1] >= ref[1]) \
+            & (hips[:, 1] <= ref[3])
+        assert not inside.any(), i
+
+
+@pytest.fixture(scope="module")
+def flip_frames(demo_video):
+    import av
+
+    out = {}
+    with av.open(str(demo_video)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in FLIP:
+                out[i] = frame.to_ndarray(format="rgb24")
+            if i >= max(FLIP):
+                break
+    return out
