@@ -45,6 +45,8 @@ from core.models.onnx_backend import ONNX_CACHE_FORMAT, OnnxGraph
 
 log = logging.getLogger("rmpe.tfjs")
 
+# Bump when the graph this module builds changes (folding, op rules): cached exports are rebuilt.
+TFJS_EXPORT_FORMAT = "rmpe-tfjs/2"
 NCHW = (0, 3, 1, 2)  # physical NCHW of a logical NHWC tensor
 _TF_DTYPES = {"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64,
               "DT_BOOL": np.bool_}
@@ -689,6 +691,55 @@ SUPPORTED_OPS = tuple(sorted(
     | set(_UNARY)))
 
 
+# ----------------------------------------------------------------------------------- folding
+
+
+def fold_into_convs(steps: list[Step], keep: set[str]) -> list[Step]:
+    """Fold a zero Pad of H/W into the conv that alone reads it, and a constant per-channel Add
+    into the (activation-free) conv it alone follows: NanoDet (ONNX->TF) pads and adds its bias
+    as separate ops around every conv. ``keep``: env keys that are outputs (never folded away).
+    """
+    readers: dict[str, int] = {}
+    for st in steps:
+        for i in st.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {st.outputs[0]: st for st in steps if len(st.outputs) == 1}
+    dropped: set[int] = set()
+    for st in steps:
+        if not isinstance(st, Conv) or len(st.inputs) != 1:
+            continue
+        pad = producer.get(st.inputs[0])
+        if isinstance(pad, Pad) and pad.value == 0.0 and readers[st.inputs[0]] == 1 \
+                and st.inputs[0] not in keep and len(pad.pads) == 8 and not any(pad.pads[4:]):
+            left, right, top, bottom = pad.pads[:4]
+            if st.pre_pad is not None:
+                l0, r0, t0, b0 = st.pre_pad
+            else:
+                t0 = b0 = st.padding[0]
+                l0 = r0 = st.padding[1]
+            pads = (l0 + left, r0 + right, t0 + top, b0 + bottom)
+            if pads[0] == pads[1] and pads[2] == pads[3]:
+                st.pre_pad, st.padding = None, (pads[2], pads[0])
+            else:
+                st.pre_pad, st.padding = pads, (0, 0)
+            st.inputs = list(pad.inputs)
+            dropped.add(id(pad))
+    for st in steps:
+        if not (isinstance(st, Binary) and st.op == "add" and st.const is not None
+                and not st.const_first):
+            continue
+        conv = producer.get(st.inputs[0])
+        c = st.const
+        if isinstance(conv, Conv) and conv.act == "none" and readers[st.inputs[0]] == 1 \
+                and st.inputs[0] not in keep and id(conv) not in dropped and c.ndim == 4 \
+                and tuple(c.shape) == (1, conv.weight.shape[0], 1, 1):
+            bias = c.reshape(-1) if conv.bias is None else conv.bias + c.reshape(-1)
+            conv.register_buffer("bias", bias.contiguous())
+            conv.outputs = list(st.outputs)
+            dropped.add(id(st))
+    return [st for st in steps if id(st) not in dropped]
+
+
 # ----------------------------------------------------------------------------------- module
 
 
@@ -754,7 +805,8 @@ class TFJSGraph(nn.Module):
                 ratio[name] = (size[0] / h, size[1] / w)
         builder = _Builder(nodes, weights, ratio)
         self._build(builder, nodes, inp, shape, outputs)
-        self.steps = nn.ModuleList(builder.steps)
+        keep = {builder.values[_key(o)].phys for o in outputs if _key(o) in builder.values}
+        self.steps = nn.ModuleList(fold_into_convs(builder.steps, keep))
         self.input_name = f"{inp['name']}:0"
         self.input_shape = shape
         self.output_names = list(outputs)
@@ -833,7 +885,8 @@ def _onnx_graph(json_path: Path, outputs: list[str], input_shape: tuple[int, ...
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     cache = onnx_export_path(json_path, outputs, input_shape)
-    metadata = {"format": ONNX_CACHE_FORMAT, "source_sha256": source_digest(json_path),
+    metadata = {"format": ONNX_CACHE_FORMAT, "tfjs_format": TFJS_EXPORT_FORMAT,
+                "source_sha256": source_digest(json_path),
                 "outputs": json.dumps(list(outputs)), "input_shape": json.dumps(input_shape)}
     if cache.exists():
         try:

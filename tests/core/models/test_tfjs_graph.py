@@ -87,11 +87,14 @@ def test_parity_with_tfjs(npm_models, tfjs_reference, frames, model, backend):
 
 
 def test_nanodet_transposes_cost_nothing(npm_models):
-    """All 83 Transposes of NanoDet's NCHW<->NHWC churn are layout bookkeeping: no permute."""
+    """All 83 Transposes of NanoDet's NCHW<->NHWC churn are layout bookkeeping (no permute), and
+    its explicit pads and bias adds are folded into the convolutions."""
     graph = TFJSGraph.from_file(npm_models["nanodet"][0], NANODET_OUTPUTS)
     assert not [s for s in graph.steps if isinstance(s, Permute)]
-    convs = [s for s in graph.steps if type(s).__name__ == "Conv"]
-    assert len(convs) == 34
+    kinds = [type(s).__name__ for s in graph.steps]
+    assert kinds.count("Conv") == 34
+    # the 28 zero pads and 34 bias adds fold into the convs; the -inf pad before MaxPool stays
+    assert kinds.count("Pad") == 1 and kinds.count("Binary") == 38 - 34
 
 
 def test_pruned_to_the_tapped_tensors(npm_models):
