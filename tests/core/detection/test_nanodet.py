@@ -9,8 +9,8 @@ import pytest
 
 from core.detection import Detections, alignment_rois
 from core.detection.combined import CombinedDetector, box_alignment, merge
-from core.detection.nanodet import (REG_BINS, STRIDES, NanoDetDetector, gfl_decode,
-                                    grid_centres, letterbox, nms)
+from core.detection.nanodet import (REG_BINS, STRIDES, NanoDetDetector, drop_contained,
+                                    gfl_decode, grid_centres, letterbox, nms)
 
 WOMAN_100 = (915, 518, 1146, 937)  # demo frame 100, measured boxes (x1, y1, x2, y2)
 MAN_100 = (590, 63, 710, 442)
@@ -63,6 +63,12 @@ def test_letterbox_maps_back_exactly():
 def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
     assert nms(boxes, np.array([0.5, 0.9, 0.4]), 0.5).tolist() == [1, 2]
+
+
+def test_parts_inside_a_larger_box_are_dropped():
+    boxes = np.array([[0, 0, 100, 300], [10, 0, 90, 120], [80, 0, 180, 300], [200, 0, 220, 40]],
+                     np.float32)  # person, their upper body, a neighbour (overlapping), far one
+    assert drop_contained(boxes, np.arange(4), 0.8).tolist() == [0, 2, 3]
 
 
 @pytest.fixture(scope="module")
