@@ -35,9 +35,10 @@ OUTPUTS = SCORE_OUTPUTS + BOX_OUTPUTS
 MODEL_NAME = "nanodet"
 # A tile box whose edge lies within this many frame pixels of an inner tile edge is cut off.
 EDGE_MARGIN = 2.0
-# A box lying this much (intersection / its own area) inside a larger kept box is a part of that
-# person (tiles see upper bodies and legs as people: on the demo with 640-px tiles, 1.3 such
-# boxes a frame); the cost: a small person standing fully in front of a large one is dropped.
+# A box lying this much (intersection / its own area) inside a larger, better-scored kept box is a
+# part of that person (tiles see upper bodies and legs as people: on the demo with 640-px tiles,
+# 1.3 such boxes a frame); the cost: a small person fully in front of a large one is dropped.
+# The score condition keeps the background person inside a weak box around a tree trunk.
 CONTAINED = 0.8
 
 
@@ -107,13 +108,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
-def drop_contained(boxes: np.ndarray, keep: np.ndarray, fraction: float) -> np.ndarray:
-    """``keep`` without boxes lying ``fraction`` of their area inside a larger kept box."""
-    b = boxes[keep]
+def drop_contained(boxes: np.ndarray, scores: np.ndarray, keep: np.ndarray,
+                   fraction: float) -> np.ndarray:
+    """``keep`` without boxes lying ``fraction`` of their area inside a larger kept box that
+    scores at least as high."""
+    b, s = boxes[keep], scores[keep]
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     ix = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
     iy = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    inside = (ix * iy / np.maximum(area[:, None], 1e-6) >= fraction) & (area[None, :] > area[:, None])
+    inside = (ix * iy / np.maximum(area[:, None], 1e-6) >= fraction) \
+        & (area[None, :] > area[:, None]) & (s[None, :] >= s[:, None])
     return keep[~inside.any(1)]
 
 
@@ -201,5 +205,5 @@ class NanoDetDetector:
         boxes = np.concatenate([b for b, _ in parts])
         scores = np.concatenate([s for _, s in parts])
         keep = nms(boxes, scores, self.nms_iou)
-        keep = drop_contained(boxes, keep, CONTAINED)[: max(int(self.cfg.max_persons), 0)]
+        keep = drop_contained(boxes, scores, keep, CONTAINED)[: max(int(self.cfg.max_persons), 0)]
         return Detections(boxes[keep], scores[keep], None)

@@ -66,9 +66,11 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 
 
 def test_parts_inside_a_larger_box_are_dropped():
-    boxes = np.array([[0, 0, 100, 300], [10, 0, 90, 120], [80, 0, 180, 300], [200, 0, 220, 40]],
-                     np.float32)  # person, their upper body, a neighbour (overlapping), far one
-    assert drop_contained(boxes, np.arange(4), 0.8).tolist() == [0, 2, 3]
+    boxes = np.array([[0, 0, 100, 300], [10, 0, 90, 120], [80, 0, 180, 300], [200, 0, 220, 40],
+                      [150, 0, 300, 300]], np.float32)
+    # person, their upper body, a neighbour (overlapping), a small person inside a weak box
+    scores = np.array([0.9, 0.6, 0.8, 0.5, 0.3], np.float32)
+    assert drop_contained(boxes, scores, np.arange(5), 0.8).tolist() == [0, 2, 3, 4]
 
 
 @pytest.fixture(scope="module")
