@@ -17,7 +17,7 @@ centred on the mid-hip point kp0: the same person seen twice overlaps strongly t
 side by side (hips ~0.8 r apart) do not. Measured on the demo, the full view also returns people
 it sees small with hips, radius and even face badly placed (r twice the truth, rotated 60°, the
 "face" on the torso). A face cannot sit on the hips or torso of a better-scored person, so a candidate whose
-face centre lies within ±``TORSO_ZONE``·r of a better candidate's mid-hip point is the same person
+face centre lies within ±``core.roi.TORSO_ZONE``·r of a better candidate's mid-hip point is the same person
 too. Each cluster takes the best candidate's score and the score-weighted mean of the members
 whose core boxes agree with it (MediaPipe's WEIGHTED NMS); members caught only by the face rule
 are suppressed without entering the mean.
@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.detection import Detections
+from core.detection.detections import Detections
 from core.detection.anchors import ssd_anchor_centres
-from core.roi import TORSO_ZONE, box_iou, face_on_torso  # noqa: F401 - box_iou: public here until core.geometry
+from core.roi import box_iou, face_on_torso
 
 INPUT_SIZE = 224
 NUM_KEYPOINTS = 4
