@@ -18,7 +18,7 @@ from core.errors import UserError
 
 @dataclass
 class DetectorConfig:
-    name: str = "blazepose"  # blazepose | hog
+    name: str = "blazepose"  # blazepose | hog | nanodet | nanodet+blazepose
     score_threshold: float = 0.5
     nms_iou: float = 0.3
     max_persons: int = 10
@@ -26,11 +26,18 @@ class DetectorConfig:
     tile_size: int = 640
     tile_overlap: float = 0.4
     interval: int = 8  # run the detector every N frames; track ROIs from keypoints in between
+    # NanoDet (nanodet, nanodet+blazepose): canvas each view is letterboxed into (multiples of 32)
+    # and its own score threshold (quality-focal scores are modest: people at 0.3-0.9)
+    nanodet_height: int = 416
+    nanodet_width: int = 416
+    nanodet_score: float = 0.3
 
 
 @dataclass
 class SPPEConfig:
-    model: str = "blazepose"  # blazepose | hourglass | resnet
+    # blazepose (= blazepose-full) | blazepose-lite | blazepose-heavy | movenet-lightning |
+    # movenet-thunder | hourglass | resnet
+    model: str = "blazepose"
     weights: str | None = None  # checkpoint for trained SPPEs
     decode: str = "regression"  # regression | dark | quarter | argmax
     dark_kernel: int = 11

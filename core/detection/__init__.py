@@ -1,4 +1,5 @@
-"""Person detectors: BlazePose (SSD anchors, tiling, weighted NMS) and OpenCV's pedestrian HOG.
+"""Person detectors: BlazePose (SSD anchors, tiling, weighted NMS), OpenCV's pedestrian HOG,
+NanoDet (a COCO body detector: finds people from behind) and NanoDet + BlazePose combined.
 
 Every detector is a callable ``detector(frame_rgb uint8 [H, W, 3]) -> Detections`` with a
 ``name``; ``make_detector(cfg, device)`` builds the one ``cfg.name`` asks for. A detection also
@@ -12,7 +13,7 @@ from core.errors import UserError
 
 __all__ = ["DETECTORS", "Detections", "make_detector"]
 
-DETECTORS = ("blazepose", "hog")
+DETECTORS = ("blazepose", "hog", "nanodet", "nanodet+blazepose")
 
 
 def make_detector(cfg, device="cpu", runtime=None):
@@ -26,4 +27,17 @@ def make_detector(cfg, device="cpu", runtime=None):
         from core.detection.hog import HOGDetector
 
         return HOGDetector(cfg)
+    if cfg.name in ("nanodet", "nanodet+blazepose"):
+        from core.detection.nanodet import NanoDetDetector
+
+        body = NanoDetDetector(cfg, device, runtime=runtime,
+                               input_size=(int(cfg.nanodet_height), int(cfg.nanodet_width)),
+                               score_threshold=float(cfg.nanodet_score))
+        if cfg.name == "nanodet":
+            return body
+        from core.detection.blazepose import BlazePoseDetector
+        from core.detection.combined import CombinedDetector
+
+        return CombinedDetector(body, BlazePoseDetector(cfg, device, runtime=runtime),
+                                int(cfg.max_persons))
     raise UserError(f"unknown detector {cfg.name!r}; choose one of: {', '.join(DETECTORS)}")

@@ -6,14 +6,15 @@ rotation) which give the landmark model an upright crop on the hips. Each BlazeP
 whose mid-hip point lies inside a body box, and whose body radius fits that box's height, is the
 same person: the pair becomes one detection with BlazePose's alignment and the better score.
 Body boxes left alone get synthetic alignment points that reproduce the box ROI rule of
-``Detections.rois`` (centre at the box centre, upright, side ``BOX_ROI_SCALE`` × the box's long
+``core.roi.Rois.from_detections`` (centre at the box centre, upright, side ``BOX_ROI_SCALE`` × the box's long
 side); BlazePose detections that no body box confirms are kept as they are.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from core.detection import BOX_ROI_SCALE, ROI_SCALE, Detections
+from core.detection.detections import Detections
+from core.roi import BOX_ROI_SCALE, ROI_SCALE
 
 # A BlazePose body radius (hip to the top of the head's circle) is about half to 0.7 of the
 # body's height; these bounds only reject pairings between a child-sized box and an adult circle.
@@ -22,7 +23,8 @@ RADIUS_TO_HEIGHT = (0.2, 1.2)
 
 def box_alignment(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Alignment points [N, 4, 2] and face points [N, 2] for box-only detections, such that
-    ``alignment_rois`` gives the box ROI (box centre, upright, side BOX_ROI_SCALE × long side)."""
+    ``Rois.from_alignment_points`` gives the box ROI (box centre, upright, side
+    ``BOX_ROI_SCALE`` × long side)."""
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     centre = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
     side = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) * BOX_ROI_SCALE

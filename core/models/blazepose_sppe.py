@@ -34,12 +34,14 @@ class BlazePoseSPPE:
     # half-pixel-centre mapping (4·i + 1.5) would put them 2 px off. σ is unused (never trained here).
     codec = HeatmapCodec(input_size, heatmap_size, method="regression", offset=-0.5)
 
-    def __init__(self, device="cpu", model: torch.nn.Module | None = None, runtime=None):
+    def __init__(self, device="cpu", model: torch.nn.Module | None = None, runtime=None,
+                 variant: str = "full"):
         self.device = torch.device(device)
+        self.variant = variant  # lite | full | heavy: same inputs and outputs, more capacity
         if model is None:
             from core.models.zoo import load_landmark_model
 
-            model = load_landmark_model(self.device, runtime)
+            model = load_landmark_model(self.device, runtime, variant)
         self.model = model
 
     def __call__(self, crops: torch.Tensor) -> SPPEOutput:

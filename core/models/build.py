@@ -8,20 +8,27 @@ from core.errors import UserError
 if TYPE_CHECKING:
     from core.models.sppe import SPPE
 
-SPPE_MODELS = ("blazepose", "hourglass", "resnet")
+SPPE_MODELS = ("blazepose", "blazepose-lite", "blazepose-full", "blazepose-heavy",
+               "movenet-lightning", "movenet-thunder", "hourglass", "resnet")
 
 
 def make_sppe(cfg, device="cpu", runtime=None) -> "SPPE":
     """The SPPE ``cfg.model`` names (``SPPEConfig``) on ``device`` (``runtime``: the
     ``RuntimeConfig`` choosing the embedded model's backend and precision; defaults if None).
 
-    ``blazepose`` is the embedded landmark model; ``hourglass`` and ``resnet`` load a trained
+    ``blazepose`` (= ``blazepose-full``), ``blazepose-lite``/``-heavy`` are the BlazePose landmark
+    ladder; ``movenet-lightning``/``-thunder`` MoveNet (COCO-17, heatmaps decoded by the codec); ``hourglass`` and ``resnet`` load a trained
     checkpoint (``cfg.weights``) through ``core.models.trained_sppe`` (imported only then).
     """
-    if cfg.model == "blazepose":
+    if cfg.model == "blazepose" or cfg.model.startswith("blazepose-"):
         from core.models.blazepose_sppe import BlazePoseSPPE
 
-        return BlazePoseSPPE(device, runtime=runtime)
+        variant = cfg.model.partition("-")[2] or "full"
+        return BlazePoseSPPE(device, runtime=runtime, variant=variant)
+    if cfg.model.startswith("movenet-"):
+        from core.models.movenet import MoveNetSPPE
+
+        return MoveNetSPPE(cfg.model, device, runtime)
     if cfg.model in ("hourglass", "resnet"):
         if not cfg.weights:
             raise UserError(f"sppe.model {cfg.model!r} needs a checkpoint: set sppe.weights (--weights PATH)")

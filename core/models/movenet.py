@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from core.heatmaps import HeatmapCodec
 from core.models.sppe import SPPEOutput
 from core.skeleton import COCO17
 
@@ -36,12 +37,19 @@ STRIDE = 4
 
 
 class MoveNetSPPE:
-    """``sppe(crops [N, 3, s, s] float RGB in [0, 1]) -> SPPEOutput`` (COCO-17)."""
+    """``sppe(crops [N, 3, s, s] float RGB in [0, 1]) -> SPPEOutput`` (COCO-17).
+
+    ``regress=False`` (the default) returns no regressed points, so the codec (DARK unless the
+    config asks otherwise) decodes the heatmaps on the hot path; ``regress=True`` also returns the
+    model's own offset decode as ``coords`` (for comparisons). The next frame's ROI comes from the
+    keypoints (``core.roi.Rois.from_keypoints``): MoveNet has no alignment points.
+    """
 
     layout = COCO17
     num_keypoints = 17
 
-    def __init__(self, name: str = "movenet-thunder", device="cpu", runtime=None, model=None):
+    def __init__(self, name: str = "movenet-thunder", device="cpu", runtime=None, model=None,
+                 regress: bool = False):
         if name not in INPUT_SIZES:
             from core.errors import UserError
 
@@ -51,6 +59,9 @@ class MoveNetSPPE:
         size = INPUT_SIZES[name]
         self.input_size = (size, size)
         self.heatmap_size = (size // STRIDE, size // STRIDE)
+        self.regress = regress
+        # half-cell convention: cell i at pixel-centre 4·i + 1.5, the codec's uniform mapping
+        self.codec = HeatmapCodec(self.input_size, self.heatmap_size, method="dark")
         if model is None:
             from core.models.npm_fetch import model_paths
             from core.models.tfjs_graph import load_tfjs_model
@@ -74,7 +85,8 @@ class MoveNetSPPE:
         coords = torch.stack([(cx + picked[..., 1]) * STRIDE - 0.5,
                               (cy + picked[..., 0]) * STRIDE - 0.5], -1)
         presence = out[CENTRE].reshape(n, -1).max(-1).values
-        return SPPEOutput(heatmaps=heat, coords=coords, scores=scores, presence=presence)
+        return SPPEOutput(heatmaps=heat, coords=coords if self.regress else None, scores=scores,
+                          presence=presence)
 
 
 def load_movenet(name: str, device="cpu", runtime=None) -> MoveNetSPPE:

@@ -39,7 +39,7 @@ import functools
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -78,6 +78,9 @@ DETECTOR = ModelSpec("pose_detection", (224, 224), (-1.0, 1.0), ("Identity", "Id
 # the keypoint outputs, so it does not veto fp16.
 LANDMARK = ModelSpec("pose_landmark_full", (256, 256), (0.0, 1.0), None,
                      ("Identity", "Identity_1", "Identity_3", "Identity_4"))
+# The BlazePose landmark ladder: lite and heavy come from npm (@mediapipe/pose), same I/O as full.
+LANDMARKS = {"lite": replace(LANDMARK, artefact="pose_landmark_lite"), "full": LANDMARK,
+             "heavy": replace(LANDMARK, artefact="pose_landmark_heavy")}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -224,6 +227,15 @@ def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str, half:
                        False)
 
 
+def model_path(name: str) -> Path:
+    """Installed file of a manifest model: a PyPI artefact, or the first file of an npm model."""
+    from core.models import npm_fetch
+
+    if name in npm_fetch.npm_models():
+        return npm_fetch.model_paths(name)[0]
+    return artefact_path(name)
+
+
 def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
     runtime = runtime or RuntimeConfig()
     dev = resolve_device(device if device is not None else runtime.device)
@@ -232,7 +244,7 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     backend = resolve_backend(runtime.backend, dev)
     if runtime.threads and runtime.threads > 0 and torch.get_num_threads() != runtime.threads:
         torch.set_num_threads(int(runtime.threads))  # process-wide: torch has one intra-op pool
-    path = artefact_path(spec.artefact)  # ModelsNotInstalled names the install command
+    path = model_path(spec.artefact)  # ModelsNotInstalled names the install command
     # ONNX Runtime owns its thread pool (fixed per session); torch backends use torch's
     threads = resolve_threads(runtime) if backend == "onnxruntime" else 0
     with _lock:  # one build per key even when several threads ask at once
@@ -245,7 +257,12 @@ def load_detector_model(device="auto", runtime: RuntimeConfig | None = None) -> 
     return load_model(DETECTOR, device, runtime)
 
 
-def load_landmark_model(device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
+def load_landmark_model(device="auto", runtime: RuntimeConfig | None = None,
+                        variant: str = "full") -> LoadedModel:
     """NHWC float [N,256,256,3] in [0,1] -> {"Identity" [N,195], "Identity_1" [N,1],
-    "Identity_2" [N,256,256,1], "Identity_3" [N,64,64,39], "Identity_4" [N,117]}."""
-    return load_model(LANDMARK, device, runtime)
+    "Identity_2" [N,256,256,1], "Identity_3" [N,64,64,39], "Identity_4" [N,117]}.
+    ``variant``: lite | full | heavy (the BlazePose landmark ladder)."""
+    if variant not in LANDMARKS:
+        raise UserError(f"unknown BlazePose landmark variant {variant!r}; choose one of: "
+                        f"{', '.join(LANDMARKS)}")
+    return load_model(LANDMARKS[variant], device, runtime)

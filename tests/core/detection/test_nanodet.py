@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core.detection import Detections, alignment_rois
+from core.detection import Detections
+from core.roi import Rois
 from core.detection.combined import CombinedDetector, box_alignment, merge
 from core.detection.nanodet import (REG_BINS, STRIDES, NanoDetDetector, drop_contained,
                                     gfl_decode, grid_centres, letterbox, nms)
@@ -146,10 +147,10 @@ def test_combined_merges_a_person_seen_by_both(npm_nanodet, demo_frames):
 def test_box_alignment_reproduces_the_box_roi_rule():
     boxes = np.array([[100, 50, 160, 250]], np.float32)
     kp, face = box_alignment(boxes)
-    centres, sides, rotations = alignment_rois(kp[:, 0], kp[:, 1])
-    want_c, want_s, want_r = Detections(boxes, np.ones(1)).rois()
-    assert centres == pytest.approx(want_c) and sides == pytest.approx(want_s)
-    assert rotations == pytest.approx(want_r)
+    got = Rois.from_alignment_points(kp[:, 0], kp[:, 1])
+    want = Detections(boxes, np.ones(1)).rois()
+    assert got.centres == pytest.approx(want.centres) and got.sides == pytest.approx(want.sides)
+    assert got.rotations == pytest.approx(want.rotations)
 
 
 def test_merge_pairs_hips_inside_boxes_only():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.heatmaps import decode_heatmaps, heatmap_to_crop
+from core.heatmaps import decode_heatmaps
 from core.models.movenet import MoveNetSPPE
 from core.skeleton import COCO17
 
@@ -40,7 +40,7 @@ def crops(frames, size: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("name,size", [("movenet-thunder", 256), ("movenet-lightning", 192)])
 def test_dark_agrees_with_the_models_own_decode(npm_models, person_frames, name, size):
-    sppe = MoveNetSPPE(name, "cpu")
+    sppe = MoveNetSPPE(name, "cpu", regress=True)
     assert sppe.input_size == (size, size) and sppe.layout == COCO17
     out = sppe(crops(person_frames, size))
     n = len(BOXES)
@@ -50,12 +50,27 @@ def test_dark_agrees_with_the_models_own_decode(npm_models, person_frames, name,
     own = out.coords.numpy()
     errors = {}
     for method in ("dark", "quarter", "argmax"):
-        hm, _ = decode_heatmaps(out.heatmaps, method, 11)
-        errors[method] = np.median(np.linalg.norm(
-            heatmap_to_crop(hm, sppe.heatmap_size, sppe.input_size) - own, axis=-1))
+        coords, _ = sppe.codec.with_decode(method).decode(out.heatmaps)
+        errors[method] = np.median(np.linalg.norm(coords - own, axis=-1))
     hm, _ = decode_heatmaps(out.heatmaps, "dark", 11)
     no_half_cell = np.median(np.linalg.norm(hm * 4 - 0.5 - own, axis=-1))
     print(name, {k: round(float(v), 2) for k, v in errors.items()}, round(float(no_half_cell), 2))
     # measured: thunder dark 0.67, quarter 0.93, argmax 1.83; without the half cell 2.97 px
     assert errors["dark"] < 1.0 < no_half_cell - 1.0
     assert errors["dark"] < errors["quarter"] < errors["argmax"]
+
+
+@pytest.mark.parametrize("model", ["movenet-thunder", "blazepose-lite", "blazepose-heavy"])
+def test_sppe_ladder_is_built_from_the_config(npm_models, person_frames, model):
+    """``sppe.model`` picks a ladder rung; each gives a person's keypoints on a real crop."""
+    from core.config import SPPEConfig
+    from core.models.build import make_sppe
+
+    sppe = make_sppe(SPPEConfig(model=model), "cpu")
+    h, w = sppe.input_size
+    out = sppe(crops(person_frames, h))
+    coords, scores = sppe.codec.decode(out.heatmaps, None if out.coords is None else
+                                       out.coords.numpy(), None)
+    assert coords.shape[:2] == (len(BOXES), 17 if model.startswith("movenet") else 33)
+    inside = (coords >= 0).all(-1) & (coords[..., 0] < w) & (coords[..., 1] < h)
+    assert inside.mean() > 0.9
