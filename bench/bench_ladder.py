@@ -15,6 +15,10 @@ checking by eye.
 
 SPPEs (``--sppes``; each model that is installed): ms per crop at batch 1 / 3 / 8.
 
+Pipeline (``--pipeline NAME ...``, use ``--step 1``): the estimator with default settings but the
+detector, on the demo: share of frames with >= 1 / 2 / 3 people after pose NMS, background
+person found, frames with more than 3 poses (more people than visible), ms per frame.
+
 Prints a table and writes the JSON. Timing numbers mean something only on a quiet machine.
 """
 from __future__ import annotations
@@ -143,6 +147,47 @@ def bench_detectors(names, frames, runtime, fp_dir: Path) -> dict:
     return results
 
 
+PIPELINE_DETECTORS = {  # name: detector config overrides for the estimator run
+    "blazepose": {"name": "blazepose"},
+    "nanodet-416": {"name": "nanodet", "tiling": False},
+    "nanodet-416-tiles": {"name": "nanodet", "tiling": True},
+    "nanodet-576x1024": {"name": "nanodet", "tiling": False, "nanodet_height": 576,
+                         "nanodet_width": 1024},
+    "nanodet-416-tiles+blazepose": {"name": "nanodet+blazepose", "tiling": True},
+}
+
+
+def bench_pipeline(names, frames, device="cpu") -> dict:
+    """The estimator (default settings but the detector) on consecutive demo frames: people in
+    the output after pose NMS, per frame; more than 3 poses = more people than visible."""
+    from core.config import Config
+    from core.estimator import PoseEstimator
+
+    results = {}
+    for name in names:
+        cfg = Config.load(overrides={"detector": PIPELINE_DETECTORS[name]})
+        est = PoseEstimator(cfg, device)
+        counts, bg, over, ms = [], 0, 0, []
+        for frame in frames.values():
+            t0 = time.perf_counter()
+            poses = est.infer(frame)
+            ms.append((time.perf_counter() - t0) * 1e3)
+            c = classify(poses.boxes)
+            counts.append(c["large"] + int(c["background"]))
+            bg += c["background"]
+            over += len(poses) > 3
+        counts, n = np.asarray(counts), len(frames)
+        results[name] = {"frames": n, "ge1": float((counts >= 1).mean()),
+                         "ge2": float((counts >= 2).mean()), "ge3": float((counts >= 3).mean()),
+                         "background_found": bg / n, "more_than_3": over / n,
+                         "ms_median": statistics.median(ms), "ms_mean": float(np.mean(ms))}
+        r = results[name]
+        print(f"pipeline {name:28s} >=1 {r['ge1']:.2f}  >=2 {r['ge2']:.2f}  >=3 {r['ge3']:.2f}  "
+              f"bg {r['background_found']:.2f}  >3 poses {r['more_than_3']:.2f}  "
+              f"{r['ms_mean']:7.1f} ms/frame", flush=True)
+    return results
+
+
 def bench_sppes(names, runtime) -> dict:
     results = {}
     for name in names:
@@ -175,17 +220,20 @@ def main(argv=None) -> int:
         "blazepose", "nanodet-416", "nanodet-576x1024", "nanodet-416-tiles",
         "nanodet-576x1024+blazepose"])
     parser.add_argument("--sppes", nargs="*", default=[])
+    parser.add_argument("--pipeline", nargs="*", default=[],
+                        help=f"estimator runs on consecutive frames: {', '.join(PIPELINE_DETECTORS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_ladder.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     runtime = RuntimeConfig(threads=args.threads)
-    frames = demo_frames(args.step)
+    frames = demo_frames(args.step)  # the pipeline runs want --step 1 (tracking between frames)
     out = Path(args.out)
     report = {"step": args.step, "threads": args.threads,
               "detectors": bench_detectors(args.detectors, frames, runtime,
                                            out.parent / "ladder_fp"),
-              "sppes": bench_sppes(args.sppes, runtime)}
+              "sppes": bench_sppes(args.sppes, runtime),
+              "pipeline": bench_pipeline(args.pipeline, frames)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")

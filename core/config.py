@@ -43,6 +43,9 @@ class SPPEConfig:
     dark_kernel: int = 11
     keypoint_layout: str = "coco17"  # output layout: coco17 | blazepose33
     min_pose_score: float = 0.5  # drop crops whose pose-presence score is below this
+    # Re-read a person on the ROI their own pose gives when it differs from the crop's ROI (a body
+    # box gives an upright box crop; the landmark model wants one aligned on the hips)
+    refine: bool = True
 
 
 @dataclass

@@ -37,6 +37,9 @@ from core.skeleton import COCO17, get_skeleton
 
 log = logging.getLogger("rmpe.estimator")
 
+# A crop is poor when the pose's own ROI is off it by more than: centre shift / side, side ratio,
+# rotation (radians). Box crops of upright people give shifts of ~0.1 and ratios near 1.
+POOR_CROP = (0.15, 1.25, np.radians(20.0))
 BOX_MARGIN = 0.1  # person box = keypoint extent grown by this fraction of its size on each side
 
 
@@ -127,6 +130,8 @@ class PoseEstimator:
         clock.lap("sppe")
 
         keypoints, presence, aux = self._decode(out, theta)
+        if self.config.sppe.refine:
+            keypoints, presence, aux = self._refine(frame_rgb, rois, keypoints, presence, aux)
         poses = self._track(keypoints, presence, aux)
         clock.lap("decode")
         return poses
@@ -177,15 +182,46 @@ class PoseEstimator:
             aux = None
         return keypoints, presence, aux
 
+    def _aligned_rois(self, keypoints: np.ndarray, aux) -> Rois:
+        """The ROI each pose itself gives (alignment points, else keypoints): next frame's ROI."""
+        if aux is not None:
+            return Rois.from_alignment_points(aux[:, 0], aux[:, 1])
+        return Rois.from_keypoints(keypoints, self._sppe_layout)
+
+    def _refine(self, frame_rgb, rois: Rois, keypoints, presence, aux):
+        """Second pass for poor crops: where a found person's own ROI is off the crop's ROI by
+        more than ``POOR_CROP`` (centre shift / side, side ratio, rotation), crop again on the
+        pose's ROI and read them once more. A body box's upright crop is what this repairs (the
+        SSTN's job done by the pose itself); carried ROIs are already aligned and rarely qualify.
+        Counts go to ``self.refined`` (crops re-read) for measurement."""
+        aligned = self._aligned_rois(keypoints, aux)
+        shift = np.linalg.norm(aligned.centres - rois.centres, axis=1) / np.maximum(rois.sides, 1)
+        ratio = aligned.sides / np.maximum(rois.sides, 1e-6)
+        turn = np.abs((aligned.rotations - rois.rotations + np.pi) % (2 * np.pi) - np.pi)
+        max_shift, max_ratio, max_turn = POOR_CROP
+        poor = (shift > max_shift) | (ratio > max_ratio) | (ratio < 1 / max_ratio) | (turn > max_turn)
+        redo = np.flatnonzero(poor & (presence >= self.config.sppe.min_pose_score)
+                              & (aligned.sides >= 8.0))
+        self.refined = getattr(self, "refined", 0) + len(redo)
+        if not len(redo):
+            return keypoints, presence, aux
+        again = aligned.select(redo)
+        theta = roi_to_affine(again.centres.astype(np.float64), again.sides.astype(np.float64),
+                              again.rotations.astype(np.float64), self.sppe.input_size)
+        kp2, pr2, aux2 = self._decode(self.sppe(self._crops(frame_rgb, theta)), theta)
+        keypoints, presence = keypoints.copy(), presence.copy()
+        keypoints[redo], presence[redo] = kp2, pr2
+        if aux is not None and aux2 is not None:
+            aux = aux.copy()
+            aux[redo] = aux2
+        return keypoints, presence, aux
+
     def _track(self, keypoints: np.ndarray, presence: np.ndarray, aux) -> Poses:
         """Hand the poses' next-frame ROIs to the tracker; the kept poses (best first) as ``Poses``."""
         sppe_layout = self.sppe.layout
         out_kp = _convert(keypoints, sppe_layout, self.output_layout)
         scores = presence * out_kp[..., 2].mean(1)
-        if aux is not None:
-            next_rois = Rois.from_alignment_points(aux[:, 0], aux[:, 1])
-        else:
-            next_rois = Rois.from_keypoints(keypoints, self._sppe_layout)
+        next_rois = self._aligned_rois(keypoints, aux)
         boxes = _person_boxes(keypoints)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         keep = self.rois.update(next_rois, presence >= self.config.sppe.min_pose_score, scores,
