@@ -122,9 +122,12 @@ def _run_with_source(args, config: Config, source, sinks) -> int:
 
     log.info("input %s: %dx%d @ %.3g fps%s", source.name, source.width, source.height, source.fps,
              f", {source.num_frames} frames" if source.num_frames else "")
+    from core.cli import build_post_steps  # the composition root: NMS, tracking, smoothing
+
     estimator = PoseEstimator(config, config.runtime.device)  # logs device, backend and torch threads
     pipeline = Pipeline(source, config, sinks=sinks, profile=args.profile or bool(args.profile_json),
-                        estimator=estimator, render=bool(args.out), max_frames=args.max_frames, mode=args.mode)
+                        estimator=estimator, render=bool(args.out), max_frames=args.max_frames, mode=args.mode,
+                        post_steps=build_post_steps(config, source.fps))
     progress = _progress(args, pipeline)
     pipeline.on_result = (lambda _result: progress.update(1)) if progress is not None else None
     interrupted = False
