@@ -69,7 +69,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import Config
+from core.config import Config, check_value
 from core.errors import UserError
 from core.io.writers import SourceInfo
 from core.errors import one_line
@@ -313,12 +313,15 @@ class Pipeline:
         if section not in LIVE_SECTIONS:
             raise UserError(f"config section {section!r} cannot change while running; "
                             f"live sections: {', '.join(LIVE_SECTIONS)}")
-        names = {f.name for f in fields(getattr(self.config, section))}
+        target = getattr(self.config, section)
+        by_name = {f.name: f for f in fields(target)}
+        values = dict(values)
         for key in values:
-            if key not in names:
+            if key not in by_name:
                 raise UserError(f"config: unknown key {section}.{key}")
             if (section, key) in RESTART_KEYS:
                 raise UserError(f"config: {section}.{key} selects a model; it needs a new pipeline")
+            values[key] = check_value(type(target), by_name[key], values[key], f"config: {section}.{key}")
         with self._cfg_lock:
             self._pending.setdefault(section, {}).update(values)
         if not self.running:  # nothing would pick it up: apply now
