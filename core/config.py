@@ -219,6 +219,11 @@ def _check_type(hint, value, name: str):
             raise UserError(f"{name} must be a whole number, not {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise UserError(f"{name} must be a number, not {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise UserError(f"{name} must be a number, not {value!r}")
         return float(value)
