@@ -70,9 +70,8 @@ from typing import Sequence
 import numpy as np
 
 from core.config import Config, check_value
-from core.errors import UserError
+from core.errors import UserError, one_line
 from core.io.writers import SourceInfo
-from core.errors import one_line
 from core.pipeline.profile import DepthRecorder, RateMeter, Recorder, latency_summary
 from core.pipeline.steps import PostStep, core_post_steps
 from core.poses import Poses
