@@ -23,6 +23,7 @@ demo: models
 	$(PY) main.py --video demo --out out/demo.mp4 --json out/demo.json
 
 test: models
+	$(PY) main.py models install --all  # the optional models' parity tests need them too
 	bash tests/run_suite.sh $(PY)
 
 bench: models

