@@ -50,11 +50,13 @@ POLE_BOX = (1320, 580, 1365, 680)  # the sign post NanoDet takes for a person at
 LARGE_HEIGHT = 150
 
 
-def demo_frames(step: int) -> dict[int, np.ndarray]:
+def demo_frames(step: int, first: int = 0, last: int | None = None) -> dict[int, np.ndarray]:
     frames = {}
     with av.open(str(artefact_path("demo_video"))) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            if i % step == 0:
+            if last is not None and i >= last:
+                break
+            if i >= first and i % step == 0:
                 frames[i] = frame.to_ndarray(format="rgb24")
     return frames
 
@@ -222,12 +224,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sppes", nargs="*", default=[])
     parser.add_argument("--pipeline", nargs="*", default=[],
                         help=f"estimator runs on consecutive frames: {', '.join(PIPELINE_DETECTORS)}")
+    parser.add_argument("--frames", default="0:", help="frame range FIRST:LAST (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_ladder.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     runtime = RuntimeConfig(threads=args.threads)
-    frames = demo_frames(args.step)  # the pipeline runs want --step 1 (tracking between frames)
+    first, _, last = args.frames.partition(":")
+    # the pipeline runs want --step 1 (tracking between frames)
+    frames = demo_frames(args.step, int(first or 0), int(last) if last else None)
     out = Path(args.out)
     report = {"step": args.step, "threads": args.threads,
               "detectors": bench_detectors(args.detectors, frames, runtime,
