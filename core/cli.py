@@ -18,6 +18,7 @@ log = logging.getLogger("rmpe")
 # command -> module exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "run": ("core.pipeline.cli", "run the pipeline headless on a video, camera, image folder or URL"),
+    "batch": ("core.batch.cli", "run the pipeline over a collection of videos (local workers or Ray)"),
     "models": ("core.assets", "install or inspect the fetched models and demo video"),
     "eval": ("core.evaluation.cli", "COCO keypoint AP and Ronchi-Perona error diagnosis"),
     "train": ("training.cli", "train SPPE, RMPE and PGPG models"),
