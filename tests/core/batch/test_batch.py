@@ -136,7 +136,7 @@ def test_resume_skips_verified_redoes_changed_and_failed(local_run, tmp_path, sp
     (out / "clip_0" / "clip_0.json").write_text("[\n")  # a truncated output
     kept = {n: (out / n / f"{n}.mp4").stat().st_mtime_ns for n in ("clip_1", "clip_2", "clip_4", "clip_5")}
     clips = Path(before[0]["input"]).parent
-    rc = cli_main(["batch", str(clips), "--out", str(out), "--workers", "2", "--threads", "1", "--json", "--mp4",
+    rc = cli_main(["batch", str(clips), "--out", str(out), "--workers", "1", "--threads", "1", "--json", "--mp4",
                    "--no-progress"])
     assert rc == 1
     new = read_manifest(out)[len(before):]
