@@ -93,11 +93,12 @@ class _Worker:
 
 
 def run_local(tasks: list[Task], job, out_dir: Path, workers: int, threads: int, on_record, on_progress=None,
-              gpus: int = 0) -> None:
+              gpus: int = 0, on_abandon=None) -> None:
     """Run every task on ``workers`` processes; ``on_record(record)`` is called in the driver as each
     video finishes, ``on_progress(started|progress, task, frames)`` for the live display.
     KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the caller) stops every worker; the
-    videos they held are not recorded and are redone by the next call."""
+    videos they held are not recorded (``on_abandon(task)`` once the workers are gone) and are
+    redone by the next call."""
     ctx = mp.get_context("spawn")
     pending = list(reversed(tasks))
     by_index = {t.index: t for t in tasks}
@@ -121,12 +122,12 @@ def run_local(tasks: list[Task], job, out_dir: Path, workers: int, threads: int,
             live = [w for w in pool if w.proc.is_alive() or w.conn.poll()]
             ready = wait_connections([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
             for i, w in enumerate(list(pool)):
-                msg = None
+                msg, gone = None, False
                 if w.conn in ready:
                     try:
                         msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
+                    except (EOFError, OSError):  # the worker's end closed: it has exited or is exiting
+                        gone = True
                 if msg is not None:
                     kind, payload = msg
                     if kind == "fatal":
@@ -137,11 +138,11 @@ def run_local(tasks: list[Task], job, out_dir: Path, workers: int, threads: int,
                         w.ready = True
                         feed(w)
                     elif kind == "done":
-                        w.task = None
                         on_record(payload)
+                        w.task = None
                         feed(w)
                     continue
-                if not w.proc.is_alive() and not w.conn.poll():
+                if gone or not (w.proc.is_alive() or w.conn.poll()):
                     w.proc.join()
                     if w.task is not None:  # died holding a video: that video fails alone
                         on_record(_died(w.task, job, w.proc.exitcode))
@@ -154,6 +155,10 @@ def run_local(tasks: list[Task], job, out_dir: Path, workers: int, threads: int,
     finally:
         for w in pool:
             w.stop()
+        if on_abandon is not None:
+            for w in pool:
+                if w.task is not None:
+                    on_abandon(w.task)
 
 
 def _died(task: Task, job, exitcode) -> dict:

@@ -52,7 +52,7 @@ def import_ray():
 
 
 def run_ray(tasks: list[Task], job, out_dir: Path, address: str | None, threads: int, gpus: float, retries: int,
-            on_record) -> None:
+            on_record, on_abandon=None) -> None:
     """Submit every task to Ray (``address``: "auto" = the cluster this machine belongs to, or a new
     local instance; else a Ray address; an already initialised Ray is used as it is) and call
     ``on_record`` in the driver as each finishes. KeyboardInterrupt cancels what is still running."""
@@ -82,3 +82,6 @@ def run_ray(tasks: list[Task], job, out_dir: Path, address: str | None, threads:
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
+        if on_abandon is not None:  # a cancelled task may still publish later: the next run replaces it
+            for task in refs.values():
+                on_abandon(task)

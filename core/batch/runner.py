@@ -5,8 +5,9 @@ recorded sizes and SHA-256 (see ``core.batch.manifest``); every other video (nev
 interrupted, failed, or with outputs changed since) is processed again from scratch.
 
 Interrupts: SIGTERM is turned into KeyboardInterrupt, so Ctrl-C and SIGTERM take the same path:
-workers are stopped, the videos they held are not recorded (their ``.partial`` folders are
-removed), and every record already in the manifest describes outputs that are complete on disk.
+workers are stopped, the videos they held are not recorded (their ``.partial`` folders, and an
+output folder a worker published but the driver had not yet recorded, are removed), and every
+record already in the manifest describes outputs that are complete on disk.
 One batch per output folder at a time: a lock file (``OUT/.batch.lock``, flock) refuses a second.
 """
 from __future__ import annotations
@@ -186,6 +187,12 @@ def run_collection(tasks: list[Task], out_dir: str | os.PathLike, job, workers: 
             task = by_video.get(record["input"])
             display.finished(record, task.index if task else None)
 
+        def on_abandon(task: Task) -> None:
+            """An interrupted video: no output folder without its verified record."""
+            rec = manifest.latest().get(task.video)
+            if rec is None or not verify(rec, out_dir):
+                shutil.rmtree(out_dir / task.name, ignore_errors=True)
+
         try:
             if not todo:
                 pass
@@ -193,14 +200,16 @@ def run_collection(tasks: list[Task], out_dir: str | os.PathLike, job, workers: 
                 from core.batch.ray_runner import run_ray
 
                 # Per task: the asked threads (default 1); Ray packs tasks onto each node's CPUs.
-                run_ray(todo, job, out_dir, ray, max(1, threads or 1), ray_gpus, ray_retries, on_record)
+                run_ray(todo, job, out_dir, ray, max(1, threads or 1), ray_gpus, ray_retries, on_record,
+                        on_abandon)
             else:
                 from core.batch.local import run_local
 
                 n, per_worker = thread_budget(workers, threads)
                 n = min(n, len(todo))
                 log.info("%d videos on %d worker processes × %d threads", len(todo), n, per_worker)
-                run_local(todo, job, out_dir, n, per_worker, on_record, display.progress, gpus=gpus)
+                run_local(todo, job, out_dir, n, per_worker, on_record, display.progress, gpus=gpus,
+                          on_abandon=on_abandon)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -200,3 +201,36 @@ def test_same_results_as_run(local_run, clips, tmp_path):
     b = json.loads((out / "clip_4" / "clip_4.json").read_text())
     assert [e["image_id"] for e in a] == [e["image_id"] for e in b]
     np.testing.assert_allclose([e["keypoints"] for e in a], [e["keypoints"] for e in b], atol=1e-3)
+
+
+@dataclass
+class DieOn:
+    """Wraps a job: the worker process SIGKILLs itself when it reaches ``victim`` (a segfault or an
+    OOM kill looks the same to the driver)."""
+
+    inner: object
+    victim: str
+    kind: str = "pose"
+
+    def load(self, threads):
+        return self.inner.load(threads)
+
+    def run(self, state, video, dest, name, progress=None):
+        if name == self.victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.run(state, video, dest, name, progress)
+
+
+def test_dead_worker_fails_its_video_alone_and_is_replaced(clips, tmp_path, blazepose_models, read_manifest):
+    from core.batch import PoseJob, run_collection
+    from core.config import Config
+
+    tasks = expand_inputs([str(clips / f"clip_{i}.mp4") for i in (0, 1, 2)])
+    summary = run_collection(tasks, tmp_path / "out", DieOn(PoseJob(Config.load()), "clip_1"), workers=1,
+                             threads=1, progress=False)
+    assert (summary.ok, summary.failed, summary.exit_code) == (2, 1, 1)
+    records = {r["name"]: r for r in read_manifest(tmp_path / "out")}
+    assert records["clip_1"]["status"] == "failed"
+    assert records["clip_1"]["error"] == "worker process died (killed by signal 9)"
+    assert records["clip_0"]["worker"] != records["clip_2"]["worker"]  # a new worker took over
+    assert verify(records["clip_0"], tmp_path / "out") and verify(records["clip_2"], tmp_path / "out")
