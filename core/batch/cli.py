@@ -48,9 +48,10 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run_jobs(args: argparse.Namespace, job) -> int:
-    """Expand ``args.inputs``, run ``job`` on each, print a one-line summary; the exit status."""
-    from core.batch.inputs import expand_inputs
+def run_jobs(args: argparse.Namespace, job, extensions=None) -> int:
+    """Expand ``args.inputs`` (folders searched for ``extensions``, default video files), run ``job``
+    on each, log a one-line summary; the exit status."""
+    from core.batch.inputs import VIDEO_EXTENSIONS, expand_inputs
     from core.batch.runner import run_collection
 
     if args.ray is not None:
@@ -59,7 +60,7 @@ def run_jobs(args: argparse.Namespace, job) -> int:
         import_ray()  # one line on how to install it, before any work
     if args.ray_retries < 0:
         raise UserError("--ray-retries must be >= 0")
-    tasks = expand_inputs(args.inputs)
+    tasks = expand_inputs(args.inputs, extensions or VIDEO_EXTENSIONS)
     summary = run_collection(tasks, args.out, job, workers=args.workers, threads=getattr(args, "threads", None),
                              ray=args.ray, ray_gpus=args.ray_gpus, ray_retries=args.ray_retries,
                              gpus=args.gpus, progress=not args.no_progress)

@@ -40,14 +40,14 @@ def _is_glob(spec: str) -> bool:
     return any(c in spec for c in "*?[")
 
 
-def _expand(spec: str, base: Path, out: list[tuple[Path, str]], depth: int = 0) -> None:
+def _expand(spec: str, base: Path, out: list[tuple[Path, str]], exts: frozenset, depth: int = 0) -> None:
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = base / path
     if path.is_dir():
-        found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+        found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts)
         if not found:
-            raise UserError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) in folder {path}")
+            raise UserError(f"no input files ({', '.join(sorted(exts))}) in folder {path}")
         out.extend((f, "__".join(f.relative_to(path).with_suffix("").parts)) for f in found)
     elif _is_glob(spec):
         found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
@@ -62,18 +62,20 @@ def _expand(spec: str, base: Path, out: list[tuple[Path, str]], depth: int = 0) 
         if not entries:
             raise UserError(f"list file {path} names no inputs")
         for entry in entries:
-            _expand(entry, path.parent, out, depth + 1)
+            _expand(entry, path.parent, out, exts, depth + 1)
     elif path.is_file():
         out.append((path, path.stem))
     else:
         raise UserError(f"input not found: {spec}")
 
 
-def expand_inputs(specs: list[str]) -> list[Task]:
-    """Tasks for the given inputs, in order, each video once, with unique output names."""
+def expand_inputs(specs: list[str], extensions=VIDEO_EXTENSIONS) -> list[Task]:
+    """Tasks for the given inputs, in order, each file once, with unique output names.
+    ``extensions``: what a folder is searched for (a job over other files, e.g. results JSON, passes its own)."""
+    exts = frozenset(e.lower() for e in extensions)
     found: list[tuple[Path, str]] = []
     for spec in specs:
-        _expand(str(spec), Path.cwd(), found)
+        _expand(str(spec), Path.cwd(), found, exts)
     seen: set[Path] = set()
     unique = []
     for path, name in found:

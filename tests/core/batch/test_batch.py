@@ -52,7 +52,7 @@ def test_expand_inputs_folders_globs_lists_and_names(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec, message", [
     ("missing.mp4", "input not found"),
-    ("empty", "no videos"),
+    ("empty", "no input files"),
     ("*.nothing", "no files match"),
     ("blank.txt", "names no inputs"),
 ])
