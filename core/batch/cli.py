@@ -72,14 +72,20 @@ def run_jobs(args: argparse.Namespace, job, extensions=None) -> int:
     return summary.exit_code
 
 
-def run(args: argparse.Namespace) -> int:
+def pose_job(config, **outputs):
+    """The ``run`` command's work as a batch job (the same post steps as ``run``)."""
     from core.batch.jobs import PoseJob
+
+    return PoseJob(config, **outputs)
+
+
+def run(args: argparse.Namespace) -> int:
     from core.pipeline.cli import config_from_args
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be >= 1")
     config = config_from_args(args)
     wants_json = args.json or not (args.mp4 or args.csv or args.openpose_json)
-    job = PoseJob(config, mp4=args.mp4, json=wants_json, csv=args.csv, openpose=args.openpose_json,
-                  max_frames=args.max_frames)
+    job = pose_job(config, mp4=args.mp4, json=wants_json, csv=args.csv, openpose=args.openpose_json,
+                   max_frames=args.max_frames)
     return run_jobs(args, job)

@@ -47,6 +47,9 @@ class PoseJob:
     csv: bool = False
     openpose: bool = False
     max_frames: int | None = None
+    # (config, fps) -> the post stage's steps, as the ``run`` command builds them (a top-level
+    # function, so the job pickles by reference); None = the Pipeline's default
+    post_steps: object = None
     kind: str = "pose"
 
     def load(self, threads: int):
@@ -81,8 +84,9 @@ class PoseJob:
             sinks.append(OpenPoseJsonWriter(dest / "openpose", stem=name))
         source = open_source(video=video)
         try:
+            steps = {} if self.post_steps is None else {"post_steps": self.post_steps(state.config, source.fps)}
             pipeline = Pipeline(source, state.config, sinks=sinks, estimator=state, render=self.mp4,
-                                max_frames=self.max_frames, mode="file")
+                                max_frames=self.max_frames, mode="file", **steps)
             if progress is not None:
                 pipeline.on_result = lambda _r: progress(pipeline.frames_done + 1)
             pipeline.start()

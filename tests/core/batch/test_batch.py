@@ -222,11 +222,12 @@ class DieOn:
 
 
 def test_dead_worker_fails_its_video_alone_and_is_replaced(clips, tmp_path, blazepose_models, read_manifest):
-    from core.batch import PoseJob, run_collection
+    from core.batch import run_collection
+    from core.batch.cli import pose_job
     from core.config import Config
 
     tasks = expand_inputs([str(clips / f"clip_{i}.mp4") for i in (0, 1, 2)])
-    summary = run_collection(tasks, tmp_path / "out", DieOn(PoseJob(Config.load()), "clip_1"), workers=1,
+    summary = run_collection(tasks, tmp_path / "out", DieOn(pose_job(Config.load()), "clip_1"), workers=1,
                              threads=1, progress=False)
     assert (summary.ok, summary.failed, summary.exit_code) == (2, 1, 1)
     records = {r["name"]: r for r in read_manifest(tmp_path / "out")}

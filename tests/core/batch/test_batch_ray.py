@@ -15,7 +15,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from core.batch import PoseJob, expand_inputs, run_collection, verify  # noqa: E402
+from core.batch import expand_inputs, run_collection, verify  # noqa: E402
+from core.batch.cli import pose_job  # noqa: E402
 from core.config import Config  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def test_ray_same_results_and_survives_a_killed_worker(local_ray, local_run, cli
     _, local_out = local_run
     out = tmp_path / "out"
     marker = tmp_path / "killed.pid"
-    job = KillFirstAttempt(PoseJob(Config.load(), json=True, mp4=False), victim="clip_1", marker=str(marker))
+    job = KillFirstAttempt(pose_job(Config.load(), json=True, mp4=False), victim="clip_1", marker=str(marker))
     summary = run_collection(expand_inputs([str(clips)]), out, job, threads=1, ray="auto", ray_retries=2,
                              progress=False)
     assert marker.exists(), "the victim's first attempt did not run"
