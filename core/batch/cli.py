@@ -79,12 +79,24 @@ def pose_job(config, **outputs):
     return PoseJob(config, **outputs)
 
 
+def _with_run_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` plus the ``run`` command's defaults for the flags batch does not have (``--fps``,
+    ``--profile``, …), so ``config_from_args`` reads them as ``run`` would."""
+    from core.pipeline.cli import add_arguments as add_run_arguments
+
+    run_parser = argparse.ArgumentParser(add_help=False)
+    add_run_arguments(run_parser)
+    merged = vars(run_parser.parse_args([]))
+    merged.update(vars(args))
+    return argparse.Namespace(**merged)
+
+
 def run(args: argparse.Namespace) -> int:
     from core.pipeline.cli import config_from_args
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be >= 1")
-    config = config_from_args(args)
+    config = config_from_args(_with_run_defaults(args))
     wants_json = args.json or not (args.mp4 or args.csv or args.openpose_json)
     job = pose_job(config, mp4=args.mp4, json=wants_json, csv=args.csv, openpose=args.openpose_json,
                    max_frames=args.max_frames)
