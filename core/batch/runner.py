@@ -136,6 +136,8 @@ class _Display:
     def finished(self, record: dict, index: int | None) -> None:
         self.current.pop(index, None)
         if self.bar is None:
+            if record["status"] != "ok":
+                log.warning("failed: %s: %s", record["input"], record["error"])
             return
         if record["status"] != "ok":
             self.bar.write(f"failed: {record['input']}: {record['error']}")
