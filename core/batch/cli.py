@@ -75,8 +75,9 @@ def run_jobs(args: argparse.Namespace, job, extensions=None) -> int:
 def pose_job(config, **outputs):
     """The ``run`` command's work as a batch job (the same post steps as ``run``)."""
     from core.batch.jobs import PoseJob
+    from core.cli import build_post_steps
 
-    return PoseJob(config, **outputs)
+    return PoseJob(config, post_steps=build_post_steps, **outputs)
 
 
 def _with_run_defaults(args: argparse.Namespace) -> argparse.Namespace:
