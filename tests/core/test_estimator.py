@@ -67,6 +67,8 @@ def find(p: Poses, x_range, y_range):
 
 def walker_index(p: Poses):
     i = find(p, (0, 1768), (600, 900))
+    # not the ~45-px background person (hips at y ~605), whom a body detector finds too
+    i = i[(p.boxes[i, 3] - p.boxes[i, 1]) >= 150]
     return int(i[0]) if len(i) == 1 else None
 
 
