@@ -88,20 +88,25 @@ def real_path(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(os.path.expanduser(str(path))))
 
 
-def check_distinct_paths(outputs: dict[str, str | os.PathLike | None],
-                         inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
+def check_distinct_paths(outputs, inputs=()) -> None:
     """Refuse an output that is an input, or two outputs on one path (symlinks resolved).
 
-    ``outputs`` / ``inputs`` map a flag name (``--out``) to a path or None (not given). One
-    ``UserError`` line naming both flags and the path; nothing is opened or written.
+    ``outputs`` and ``inputs`` are (flag, path) pairs (or dicts flag → path) such as
+    ``("--out", "a.mp4")``; a path of None or "" is not given. One ``UserError`` line naming both
+    flags and the path; nothing is opened or written.
     """
-    outs = [(flag, real_path(p)) for flag, p in outputs.items() if p not in (None, "")]
-    ins = [(flag, real_path(p)) for flag, p in (inputs or {}).items() if p not in (None, "")]
-    for i, (flag, path) in enumerate(outs):
-        for in_flag, in_path in ins:
+    def pairs(items):
+        items = items.items() if isinstance(items, dict) else items
+        return [(flag, str(p), real_path(p)) for flag, p in items if p not in (None, "")]
+
+    outs, ins = pairs(outputs), pairs(inputs)
+    for i, (flag, given, path) in enumerate(outs):
+        for in_flag, in_given, in_path in ins:
             if path == in_path:
-                raise UserError(f"{flag} {outputs[flag]} would overwrite the input {in_flag} {inputs[in_flag]} "
-                                f"({in_path}); choose another output path")
-        for other_flag, other in outs[i + 1:]:
+                same = "" if given == in_given else f" ({path})"
+                raise UserError(f"{flag} {given} would overwrite the input {in_flag} {in_given}{same}; "
+                                "choose another output path")
+        for other_flag, other_given, other in outs[i + 1:]:
             if path == other:
-                raise UserError(f"{flag} and {other_flag} are the same file ({path}); give each output its own path")
+                raise UserError(f"{flag} {given} and {other_flag} {other_given} are the same file ({path}); "
+                                "give each output its own path")
