@@ -93,6 +93,9 @@ def artefact_path(name: str) -> Path:
     art = artefact(name)
     if not is_installed(name):
         raise ModelsNotInstalled(f"{name} ({art.path})")
+    from core.models.verify import check_file
+
+    check_file(art.path, art.sha256)  # a stat when stamped as verified; else hashed once
     return art.path
 
 
@@ -230,6 +233,11 @@ def install(from_dir: str | Path | None = None) -> list[str]:
             for art in group:
                 _extract_verified(wheel, art)
                 done.append(f"installed {art.name}")
+    from core.models.verify import drop_damaged_derived
+
+    for art in arts:
+        if art.kind == "model":
+            done += [f"removed damaged {p.name}" for p in drop_damaged_derived(art.path)]
     for art in arts:
         if art.kind == "model" and not weight_cache_is_current(art.path, art.sha256):
             _convert(art)
@@ -260,8 +268,14 @@ def run(args: argparse.Namespace) -> int:
         print(cache_dir())
         return 0
     if args.action == "list":
+        from core.models.verify import derived_files, problem
+
         for art in manifest().values():
-            state = "installed" if is_installed(art.name) else "missing"
+            state = "missing"
+            if is_installed(art.name):
+                bad = [p for p, sha in [(art.path, art.sha256)] + [(d, None) for d in derived_files(art.path)]
+                       if problem(p, sha) is not None]
+                state = "installed" if not bad else f"DAMAGED ({', '.join(p.name for p in bad)}; run {INSTALL_COMMAND})"
             print(f"{art.name:20s} {state:9s} {art.requirement}:{art.member} ({art.license}) "
                   f"-> {art.path}")
         return 0

@@ -74,6 +74,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
     try:
         atomic_write_bytes(path, data)
+        from core.models.verify import record
+
+        record(path)  # what later loads check it against
     except OSError as exc:  # a read-only cache only costs the export time next load
         log.warning("could not write ONNX cache %s: %s", path, exc)
 
