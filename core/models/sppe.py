@@ -9,6 +9,7 @@ heatmap refinement does), so every heatmap decoder treats them alike.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +17,8 @@ import torch
 
 from core.errors import UserError
 from core.skeleton import BLAZEPOSE33
+
+log = logging.getLogger("rmpe.sppe")
 
 @dataclass
 class SPPEOutput:
@@ -111,11 +114,14 @@ def make_sppe(cfg, device="cpu", runtime=None) -> SPPE:
     checkpoint (``cfg.weights``) through ``core.models.trained_sppe`` (imported only then).
     """
     if cfg.model == "blazepose":
+        if cfg.weights:
+            log.warning("sppe.weights %s is not used: sppe.model is blazepose (the checkpoint's own "
+                        "architecture runs when sppe.model names it, or with --weights alone)", cfg.weights)
         return BlazePoseSPPE(device, runtime=runtime)
     if cfg.model in ("hourglass", "resnet"):
         if not cfg.weights:
             raise UserError(f"sppe.model {cfg.model!r} needs a checkpoint: set sppe.weights (--weights PATH)")
         from core.models.trained_sppe import load_trained_sppe
 
-        return load_trained_sppe(cfg.weights, device)
+        return load_trained_sppe(cfg.weights, device, arch=cfg.model)  # a contradiction is a UserError
     raise UserError(f"unknown SPPE model {cfg.model!r}; choose one of: {', '.join(SPPE_MODELS)}")

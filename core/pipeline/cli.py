@@ -83,6 +83,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     put("detector", "name", args.detector)
     put("detector", "interval", args.interval)
     put("detector", "max_persons", args.max_persons)
+    if args.weights and args.sppe in (None, "blazepose"):  # the checkpoint's own config decides its architecture
+        from core.models.trained_sppe import checkpoint_arch
+
+        arch = checkpoint_arch(args.weights)
+        if args.sppe == "blazepose":
+            raise UserError(f"--sppe blazepose takes no checkpoint, and --weights {args.weights} holds a {arch} "
+                            f"SPPE: drop --sppe (the checkpoint decides) or drop --weights")
+        args.sppe = arch
     put("sppe", "model", args.sppe)
     put("sppe", "weights", args.weights)
     put("sppe", "decode", args.decode)
