@@ -38,8 +38,8 @@ def geometry_from(cfg: TrainConfig, context: float = 1.0) -> SampleGeometry:
                           layout=m.layout, mean=tuple(m.mean), std=tuple(m.std), context=context)
 
 
-COCO_HINT = ("COCO is not downloaded for you: put it under data/coco as README 'Training data' shows, or train "
-             "offline on synthetic people with assets/train_sppe_synthetic.yaml")
+COCO_HINT = ("Datasets are not downloaded for you (README 'Training data': COCO goes under data/coco); "
+             "assets/train_sppe_ci.yaml trains offline on synthetic people")
 
 
 def check_data_sources(cfg: TrainConfig, splits=("train", "val")) -> None:
