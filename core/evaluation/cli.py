@@ -41,8 +41,7 @@ def run(args) -> int:
     from core.fileio import check_distinct_paths
 
     out = Path(args.out)  # what this command writes must not be what it reads
-    check_distinct_paths([(f"--out {args.out}: {name}", out / name) for name in ("eval.json", "report.md",
-                                                                              "diagnosis.json", "plots")],
+    check_distinct_paths([("--out", out / name) for name in ("eval.json", "report.md", "diagnosis.json", "plots")],
                          [("--gt", args.gt), ("--dt", args.dt)])
     gt = load_ground_truth(args.gt)
     results = load_results(args.dt, gt)
