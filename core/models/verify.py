@@ -82,7 +82,7 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> None:
     """UserError naming the file and the repair command unless ``path`` is intact."""
     why = problem(path, sha256)
     if why is not None:
-        raise UserError(f"cached model file {why}; repair: {REPAIR_COMMAND}")
+        raise UserError(f"cached file {why}; repair: {REPAIR_COMMAND}")
 
 
 def derived_files(tflite_path: str | os.PathLike) -> list[Path]:
