@@ -245,7 +245,11 @@ def _run_with_source(args, config: Config, source, sinks) -> int:
         except KeyboardInterrupt as exc:
             interrupted = exc
             pipeline.stop()
-            pipeline.join()  # the sinks thread finalises the files (a second signal aborts)
+            try:
+                pipeline.join()  # the sinks thread finalises the files
+            except KeyboardInterrupt:  # a second signal: stop now, outputs stay under their .part names
+                print("interrupted again: outputs not finished (left as .rmpe-tmp-*.part files)", file=sys.stderr)
+                return _exit_code(interrupted)
             if pipeline.failure is not None and pipeline.failure[0] == "sinks":
                 pipeline.wait()  # an output that could not be finished: its error, not "finalised"
     finally:
