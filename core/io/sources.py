@@ -360,16 +360,19 @@ class ImageSource(Source):
     Headers are read up front (cheap): a file that is not a readable image is skipped with a
     warning naming it, or is a ``UserError`` when ``strict``. A truncated image (JPEG without its
     end marker, PNG without IEND) is decoded as far as it goes with a warning naming it (fatal
-    when ``strict``). Frame ``index`` is the file's position in ``files``; a file that fails to
-    decode later is skipped (its index is missing from the outputs).
+    when ``strict``; ``skip_unreadable`` is the inverse of ``strict``). Skipped files are named in
+    ``skipped``. Frame ``index`` is the file's position in ``files``; a file that fails to decode
+    later is skipped (its index is missing from the outputs).
     """
 
     seekable = True
 
-    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS, strict: bool = False):
+    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS, strict: bool = False,
+                 skip_unreadable: bool | None = None):
         spec = str(spec)
         self.name = spec
-        self.strict = bool(strict)
+        self.strict = bool(strict) if skip_unreadable is None else not skip_unreadable
+        self.skipped: set[str] = set()  # files passed over (unreadable), for a viewer to report
         is_glob = False
         if os.path.isdir(spec):
             files = [os.path.join(spec, f) for f in os.listdir(spec)]
@@ -400,6 +403,7 @@ class ImageSource(Source):
     def _skip(self, path: str, why: str) -> None:
         if self.strict:
             raise UserError(f"image {path}: {why} (--strict-images)")
+        self.skipped.add(path)
         log.warning("skipping image %s: %s", path, why)
 
     def _header_size(self, path: str) -> tuple[int, int] | None:
