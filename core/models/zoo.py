@@ -33,11 +33,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.assets import artefact_path
+from core.assets import artefact, artefact_path
 from core.config import Backend, RuntimeConfig
 from core.errors import UserError
 from core.models.onnx_backend import OnnxGraph, onnxruntime_available
 from core.models.tflite_graph import TFLiteGraph
+from core.models.verify import check_model
 
 log = logging.getLogger("rmpe.models")
 
@@ -226,13 +227,14 @@ def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str, half:
                        False)
 
 
-def model_path(name: str) -> Path:
-    """Installed file of a manifest model: a PyPI artefact, or the first file of an npm model."""
+def model_path(name: str) -> tuple[Path, str]:
+    """(installed file, its manifest sha256) of a model: a PyPI artefact, or the first file of an
+    npm model (BlazePose landmark lite/heavy)."""
     from core.models import npm_fetch
 
     if name in npm_fetch.npm_models():
-        return npm_fetch.model_paths(name)[0]
-    return artefact_path(name)
+        return npm_fetch.model_paths(name)[0], npm_fetch.npm_model(name).files[0].sha256
+    return artefact_path(name), artefact(name).sha256
 
 
 def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = None) -> LoadedModel:
@@ -243,7 +245,8 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     backend = resolve_backend(runtime.backend, dev)
     if runtime.threads and runtime.threads > 0 and torch.get_num_threads() != runtime.threads:
         torch.set_num_threads(int(runtime.threads))  # process-wide: torch has one intra-op pool
-    path = model_path(spec.artefact)  # ModelsNotInstalled names the install command
+    path, sha256 = model_path(spec.artefact)  # ModelsNotInstalled names the install command
+    check_model(path, sha256)  # .tflite and its caches; cheap when stamped
     # ONNX Runtime owns its thread pool (fixed per session); torch backends use torch's
     threads = resolve_threads(runtime) if backend == "onnxruntime" else 0
     with _lock:  # one build per key even when several threads ask at once
