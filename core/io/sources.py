@@ -352,13 +352,16 @@ class ImageSource(Source):
     """Images from a folder (sorted by name) or a glob pattern, at a nominal ``fps``.
 
     Images of another size than the first are resized to the first one's size, so every sink sees a
-    constant frame size.
+    constant frame size. An unreadable image is an error, or with ``skip_unreadable`` (a viewer)
+    passed over and named in ``skipped``; frame indices stay file positions either way.
     """
 
     seekable = True
 
-    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS):
+    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS, skip_unreadable: bool = False):
         spec = str(spec)
+        self.skip_unreadable = bool(skip_unreadable)
+        self.skipped: set[str] = set()  # unreadable files passed over (skip_unreadable)
         self.name = spec
         is_glob = False
         if os.path.isdir(spec):
@@ -376,22 +379,36 @@ class ImageSource(Source):
         self.fps = float(fps)
         self.num_frames = len(self.files)
         self._next_index = 0
-        first = self._load(0)
+        first = None
+        for i in range(len(self.files)):
+            first = self._load(i)
+            if first is not None:
+                break
+        if first is None:
+            raise UserError(f"none of the {len(self.files)} images in {spec} could be read")
         self.height, self.width = first.shape[:2]
-        self._first = first
+        self._first, self._first_at = first, i
+        self._next_index = i
 
-    def _load(self, i: int) -> np.ndarray:
+    def _load(self, i: int) -> np.ndarray | None:
         bgr = cv2.imread(self.files[i], cv2.IMREAD_COLOR)
         if bgr is None:
-            raise UserError(f"cannot read image {self.files[i]}")
+            if not self.skip_unreadable:
+                raise UserError(f"cannot read image {self.files[i]}")
+            self.skipped.add(self.files[i])
+            return None
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def read(self) -> SourceFrame | None:
-        i = self._next_index
-        if i >= len(self.files):
-            return None
-        image = self._first if i == 0 and self._first is not None else self._load(i)
-        self._first = None
+        image = None
+        while image is None:
+            i = self._next_index
+            if i >= len(self.files):
+                return None
+            image = self._first if i == self._first_at and self._first is not None else self._load(i)
+            self._first = None
+            if image is None:
+                self._next_index += 1
         if image.shape[:2] != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self._next_index += 1
