@@ -510,6 +510,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.seek_slider.setRange(0, int(info.frame_count) - 1)
         self.loop_box.setEnabled(info.spec.seekable and info.reopenable)
         self.every_frame_box.setEnabled(not info.live)
+        if self._fresh_source:
+            self.perf.reset()
+            self._fresh_source = False
+        self.perf.set_stats({}, info.device, info.backend)
+        log.info("opened %s on %s (%s)", info.spec.label(), info.device, info.backend)
         self._skipped_shown = 0
         self._show_skipped()
 
@@ -523,11 +528,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source_label.setText(f"{info.spec.kind}: {info.spec.label()} · {text}")
         if not (self.message.isVisible() and self.message.level == "error"):
             self.message.show_message(f"{text[0].upper()}{text[1:]} in {info.spec.label()}.", "info")
-        if self._fresh_source:
-            self.perf.reset()
-            self._fresh_source = False
-        self.perf.set_stats({}, info.device, info.backend)
-        log.info("opened %s on %s (%s)", info.spec.label(), info.device, info.backend)
 
     def _on_failed(self, message: str) -> None:
         log.error("%s", message)

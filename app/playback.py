@@ -42,7 +42,8 @@ _FILENAME_TAIL = re.compile(r":\s*'[^']*'$")  # OSError's ": '/path'" repeated a
 
 def sentence(text: str) -> str:
     """One readable sentence for an error line: errno numbers and class names removed, FFmpeg's
-    phrases replaced by plain words, a capital first letter and a full stop."""
+    phrases replaced by plain words, a full stop (the first word keeps its case: lines start with
+    what they are about, e.g. "video not found: …")."""
     text = " ".join(str(text).split())
     text = _ERRNO.sub("", text)
     text = _CLASS_PREFIX.sub("", text)
@@ -53,8 +54,7 @@ def sentence(text: str) -> str:
             break
     text = re.sub(r"\(\s*\)", "", text).strip(" :;,")
     if not text:
-        return "Something went wrong."
-    text = text[0].upper() + text[1:]
+        return "something went wrong."
     return text if text.endswith((".", "!", "?", ")")) else text + "."
 
 

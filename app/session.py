@@ -242,6 +242,10 @@ class PipelineSession(QtCore.QObject):
                 if not decoder_next:
                     self._held, self._end_sent = [], False
         if offered:
+            # the decoder moves on by one too, so the frames in flight stay the same number ahead
+            # (in file mode Step after Step shows consecutive frames from the held ones)
+            if not source.exhausted:
+                pipeline.step()
             self._check_end(self._generation, target)
         elif decoder_next:
             pipeline.step()
@@ -255,6 +259,14 @@ class PipelineSession(QtCore.QObject):
                 self._want = int(index) if self._holding else None
                 self._end_sent = False
             self.pipeline.seek(int(index))
+
+    @property
+    def source(self):
+        """The source the running pipeline reads (as opened or handed in, not the player's wrapper)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return None
+        return pipeline.source.inner if isinstance(pipeline.source, PlayerSource) else pipeline.source
 
     @property
     def skipped_images(self) -> int:
