@@ -549,7 +549,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reset_source_state(f"{info.spec.label()}: finished" if info else "finished")
 
     def _tick(self) -> None:
-        self.perf.tick()
+        if self.session.info is not None:  # no source, nothing to plot
+            self.perf.tick()
         self._update_rate_label()
         self._show_skipped()
         if self.recorder.active:

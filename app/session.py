@@ -232,9 +232,10 @@ class PipelineSession(QtCore.QObject):
         if source.exhausted and not any(r.index >= target for r in self._held):
             target = 0  # a step past the end starts again at the first frame
         with self._lock:
+            notify = False
             self._held = [r for r in self._held if r.index >= target]
             if self._held and self._held[0].index == target:
-                self._offer(self._held.pop(0), None)
+                notify = self._offer(self._held.pop(0), None)
                 offered = True
             else:
                 self._want, offered = target, False
@@ -242,6 +243,8 @@ class PipelineSession(QtCore.QObject):
                 if not decoder_next:
                     self._held, self._end_sent = [], False
         if offered:
+            if notify:  # outside the lock: the view takes the frame from this very thread
+                self.frame_ready.emit()
             # the decoder moves on by one too, so the frames in flight stay the same number ahead
             # (in file mode Step after Step shows consecutive frames from the held ones)
             if not source.exhausted:
@@ -480,18 +483,20 @@ class PipelineSession(QtCore.QObject):
                 del self._held[:-HELD_MAX]
                 return
             self._want = None
-            self._offer(result, display)
+            notify = self._offer(result, display)
+        if notify:
+            self.frame_ready.emit()
         self._check_end(gen, result.index)
 
-    def _offer(self, result, display) -> None:
-        """Put ``result`` in the one-slot mailbox (lock held) and tell the GUI if it was empty."""
+    def _offer(self, result, display) -> bool:
+        """Put ``result`` in the one-slot mailbox (lock held); True when the GUI must be told
+        (the slot was empty); the caller emits ``frame_ready`` once the lock is released."""
         if self._pending:
             self.skipped += 1
         notify = not self._pending
         self._latest, self._pending = (result, display), True
         self._offered = int(result.index)
-        if notify:
-            self.frame_ready.emit()
+        return notify
 
     def _check_end(self, gen: int, index: int | None) -> None:
         """Decoder or sinks thread: report the end once the decoder found it and the last frame it

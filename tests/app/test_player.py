@@ -396,7 +396,7 @@ def test_pause_holds_the_frame_on_show_and_step_moves_one(make_window, wait, cli
     assert w.session.results >= results
     for k in (1, 2, 3):
         w.step_button.click()
-        assert wait(lambda: _shown(w) == (paused_at + k) % 90, timeout=30)
+        assert wait(lambda: _shown(w) == (paused_at + k) % 90, timeout=30), (paused_at, k, _shown(w), [r.index for r in w.session._held], w.session._want)
     wait(lambda: False, timeout=0.5)
     assert _shown(w) == (paused_at + 3) % 90
 
