@@ -494,7 +494,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_rate_label(self) -> None:
         info = self.session.info
-        rate = self.playback_rate() if not self.paused else None
+        if info is not None and self.paused:
+            self.fps_label.setText("finished" if self.at_end else "paused")
+            return
+        rate = self.playback_rate()
         if rate is None or info is None:
             self.fps_label.setText("")
             return
