@@ -379,8 +379,8 @@ def test_person_scores_stay_in_unit_range_after_settings_change(make_window, wai
     folder.mkdir()
     with open_source(video=str(demo_video)) as video:
         for i in range(8):
-            man = cv2.resize(video.read().image[man_region], (320, 240), interpolation=cv2.INTER_AREA)
-            pair = np.concatenate([man, man[:, ::-1]], axis=1)  # 640×240: him and his mirror image
+            man = video.read().image[man_region]  # 720×540: smaller, the detector misses the pair
+            pair = np.concatenate([man, man[:, ::-1]], axis=1)  # 1440×540: him and his mirror image
             cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
     w = make_window(loop=True, every_frame=True)
     _open(w, wait, "images", folder, frames=1)
