@@ -554,6 +554,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _tick(self) -> None:
         if self.session.info is not None:  # no source, nothing to plot
             self.perf.tick()
+            if not self.at_end:
+                self.session.poll_end()
         self._update_rate_label()
         self._show_skipped()
         if self.recorder.active:

@@ -79,6 +79,7 @@ class PlayerSource:
         self._on_exhausted = on_exhausted
         self._lock = threading.Lock()
         self.last_index: int | None = None  # index of the last frame read (None before any)
+        self.position: int | None = None  # the last frame read or skipped: the next is position + 1
         self.exhausted = False  # the last read found the end; cleared by a seek
 
     def __getattr__(self, name):
@@ -94,16 +95,30 @@ class PlayerSource:
             if item is None:
                 self.exhausted = True
             else:
-                self.last_index = int(item.index)
+                self.last_index = self.position = int(item.index)
                 self.exhausted = False
         if item is None and self._on_exhausted is not None:
             self._on_exhausted()
         return item
 
+    def skip(self) -> bool:
+        """Pass over the next frame (real-time playback of a file skips the late ones); False at
+        the end. The last frame *read* stays the one the end is measured against."""
+        skip = getattr(self._source, "skip", None)
+        ok = skip() if skip is not None else self._source.read() is not None
+        with self._lock:
+            if ok:
+                self.position = (self.position if self.position is not None else -1) + 1
+            else:
+                self.exhausted = True
+        if not ok and self._on_exhausted is not None:
+            self._on_exhausted()
+        return ok
+
     def seek(self, index: int) -> None:
         with self._lock:
             self.exhausted = False
-            self.last_index = int(index) - 1
+            self.last_index = self.position = int(index) - 1
         self._source.seek(index)
 
     def close(self) -> None:

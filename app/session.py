@@ -104,6 +104,7 @@ class PipelineSession(QtCore.QObject):
         self._want: int | None = None
         self._offered: int | None = None  # index of the newest result put in the mailbox
         self._end_sent = False
+        self._end_seen: tuple[int, float] | None = None  # (results, time) when poll_end first saw the end
         self._player: PlayerSource | None = None  # the current generation's seekable source
         self._built.connect(self._accept)
 
@@ -125,7 +126,7 @@ class PipelineSession(QtCore.QObject):
             self._holding, self._held = self.paused, []
             self._want = int(start_at) if self.paused else None
             self._offered, self._end_sent = None, False
-        self._player = None
+        self._player, self._end_seen = None, None
         self.last_index = start_at
         self._spawn(self._open_worker, self._generation, spec, int(start_at), source, name="rmpe-app-open")
 
@@ -239,7 +240,7 @@ class PipelineSession(QtCore.QObject):
                 offered = True
             else:
                 self._want, offered = target, False
-                decoder_next = source.last_index == target - 1 and not source.exhausted
+                decoder_next = source.position == target - 1 and not source.exhausted
                 if not decoder_next:
                     self._held, self._end_sent = [], False
         if offered:
@@ -497,6 +498,26 @@ class PipelineSession(QtCore.QObject):
         self._latest, self._pending = (result, display), True
         self._offered = int(result.index)
         return notify
+
+    def poll_end(self, quiet_s: float = 0.5) -> None:
+        """GUI timer: report the end when the decoder has waited at it for ``quiet_s`` with no
+        result since (a fallback for an end the frame count could not tell, e.g. the last frames
+        passed over in real-time playback)."""
+        pipeline, source = self.pipeline, self._player
+        if pipeline is None or source is None or self._end_sent or self._holding \
+                or not (pipeline.at_end and source.exhausted):
+            self._end_seen = None
+            return
+        now = time.monotonic()
+        if self._end_seen is None or self._end_seen[0] != self.results:
+            self._end_seen = (self.results, now)
+            return
+        if now - self._end_seen[1] >= quiet_s:
+            with self._lock:
+                if self._end_sent:
+                    return
+                self._end_sent = True
+            self.reached_end.emit()
 
     def _check_end(self, gen: int, index: int | None) -> None:
         """Decoder or sinks thread: report the end once the decoder found it and the last frame it

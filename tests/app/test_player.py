@@ -566,3 +566,26 @@ def test_recording_folder_is_chosen_and_remembered(make_window, wait, clip90, tm
     assert len(asked) == 2
     w.close()
     assert Settings(w.settings.path).load()["record_dir"] == str(chosen)
+
+
+def test_player_source_tells_where_the_decoder_is(tmp_path):
+    """What the session's end and Step logic read: the last frame read (what the end is measured
+    against), the position (read or skipped: real-time playback skips late frames) and the end."""
+    import cv2
+
+    from app.playback import PlayerSource
+    from core.io import ImageSource
+
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    ends = []
+    source = PlayerSource(ImageSource(tmp_path), on_exhausted=lambda: ends.append(1))
+    assert source.seekable and source.num_frames == 4 and source.inner.num_frames == 4
+    assert source.read().index == 0 and (source.last_index, source.position) == (0, 0)
+    assert source.skip() and (source.last_index, source.position) == (0, 1)
+    assert source.read().index == 2 and source.skip()
+    assert not source.skip() and source.exhausted and ends == [1] and source.last_index == 2
+    source.seek(1)
+    assert not source.exhausted and source.position == 0 and source.read().index == 1
+    assert source.read().index == 2 and source.read().index == 3 and source.read() is None
+    assert source.exhausted and ends == [1, 1] and source.last_index == 3
