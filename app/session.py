@@ -26,6 +26,7 @@ from app.sources_dialog import SourceSpec
 from app.video_view import fit_size
 from core.config import Config
 from core.errors import UserError
+from core.pipeline.runner import RESTART_KEYS
 
 log = logging.getLogger("rmpe.app")
 
@@ -34,8 +35,9 @@ OPEN_JOIN_TIMEOUT_S = 120.0  # loading models cannot be interrupted; a late pipe
 PLOTTED_STAGES = ("decode", "infer", "post")  # top-level stage timings carried by every result
 # Changes the running pipeline cannot apply: they select other models or another device. The
 # session restarts the pipeline at the current frame with a new estimator.
-ESTIMATOR_KEYS = {("detector", "name"), ("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"),
-                  ("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"), ("runtime", "half")}
+# The pipeline's own RESTART_KEYS (model choice) plus the compute settings.
+ESTIMATOR_KEYS = RESTART_KEYS | {("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"),
+                                 ("runtime", "half")}
 RESTART_SECTIONS = {"runtime", "pipeline"}
 # Files play at their own pace, frames dropped when inference falls behind (the pipeline's
 # real-time mode); "process every frame" runs them in file mode. Cameras and streams run live.
@@ -356,6 +358,7 @@ class PipelineSession(QtCore.QObject):
         self._built.emit(gen, pipeline, info)
 
     def _make_pipeline(self, source, gen: int):
+        from core.cli import build_post_steps
         from core.estimator import PoseEstimator
         from core.pipeline import Pipeline
 
@@ -376,6 +379,7 @@ class PipelineSession(QtCore.QObject):
                 estimator = PoseEstimator(config, config.runtime.device)
             self._estimator, self._estimator_key = estimator, key
         kwargs = dict(on_result=lambda r: self._on_result(gen, r), profile=True, estimator=estimator,
+                      post_steps=build_post_steps(config, source.fps),
                       hold_at_end=bool(source.seekable and not source.live))
         mode = None if source.live else ("file" if self.every_frame else REALTIME_MODE)
         try:
