@@ -549,7 +549,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if self.recorder.active:
             self.set_recording(False)
-        self._reset_source_state(f"{info.spec.label()}: finished" if info else "finished")
+        # the last frame stays on show with its numbers; nothing is left to play
+        self.source_label.setText(f"{info.spec.label()}: finished" if info else "finished")
+        self.fps_label.setText("")
+        self._set_transport_enabled(False)
 
     def _tick(self) -> None:
         if self.session.info is not None:  # no source, nothing to plot
