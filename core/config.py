@@ -91,7 +91,7 @@ class RuntimeConfig:
 
 @dataclass
 class PipelineConfig:
-    mode: str = "auto"  # auto | file | live
+    mode: str = "auto"  # auto | file | realtime | live (= realtime); see core.pipeline.runner
     queue_size: int = 4
 
 
