@@ -405,7 +405,7 @@ class Pipeline:
         pace = self._realtime and not self.source.live  # a file played in real time at its fps
         period = 1.0 / max(float(self.source.fps), 1e-6)
         pace_origin = None  # perf_counter time of media time 0
-        last_ts = None
+        last = None  # the last frame handed on
         count = 0
         try:
             while not self._kernels.wait(POLL_S):  # no frame may wait on a numba compile
@@ -429,7 +429,7 @@ class Pipeline:
                     t0 = time.perf_counter()
                     try:
                         ended = pace and pace_origin is not None and \
-                            not self._skip_late(pace_origin + last_ts, period, t0)
+                            not self._skip_late(pace_origin + last.timestamp, last.index, period, t0)
                         item = None if ended else self.source.read()
                     except UserError as exc:
                         self._source_error = exc  # keep what was decoded: drain, then report
@@ -445,7 +445,7 @@ class Pipeline:
                 if pace:
                     if pace_origin is None:
                         pace_origin = t1 - item.timestamp
-                    last_ts = item.timestamp
+                    last = item
                     due = pace_origin + item.timestamp
                     if self._stop.wait(max(0.0, due - time.perf_counter())):
                         return
@@ -467,10 +467,14 @@ class Pipeline:
                 return False
         return not self._stop.is_set()
 
-    def _skip_late(self, last_due: float, period: float, now: float) -> bool:
-        """Pass over the frames after the one due at ``last_due`` whose successor is already due
-        (timestamps estimated one ``period`` apart); False when the source ended meanwhile."""
+    def _skip_late(self, last_due: float, last_index: int, period: float, now: float) -> bool:
+        """Pass over the frames after ``last_index`` (due at ``last_due``) whose successor is already
+        due (timestamps estimated one ``period`` apart), never the source's last frame; False when
+        the source ended meanwhile."""
         late = int((now - last_due) / period) - 1  # frames last+1 … last+late are stale
+        total = self.source.num_frames
+        if total is not None:
+            late = min(late, total - last_index - 2)
         for _ in range(max(0, late)):
             if not self.source.skip():
                 return False
