@@ -104,7 +104,8 @@ COLD_RUN = """
 
     config = Config.load()
     frames = []
-    source = VideoFileSource(artefact_path("demo_video"), width=640)
+    source = VideoFileSource(artefact_path("demo_video"))
+    source.seek(30)  # the walker joins the jumper at frames 40-47: pose NMS first runs there
     pipeline = Pipeline(source, config, render=False, max_frames=60, mode="file", on_result=frames.append)
     pipeline.start()
     pipeline.wait()
@@ -114,6 +115,7 @@ COLD_RUN = """
         "compiles_before": sum(t < first for t in compiles),
         "compiles_after": sum(t >= first for t in compiles),
         "ms": [f.timings["infer"] + f.timings["post"] for f in frames],
+        "post_ms": [f.timings["post"] for f in frames],
         "people": [len(f.poses) for f in frames],
     }))
 """
@@ -121,13 +123,14 @@ COLD_RUN = """
 
 @pytest.mark.slow
 def test_cold_cache_run_never_waits_on_a_compile(tmp_path, blazepose_models, demo_video):
-    """A fresh numba cache: the demo (60 frames, width 640) starts once the kernels are compiled;
-    no compile happens once frames flow, and the frame where a second person first appears
-    (where pose NMS first runs: a 12.7 s compile before this fix) costs at most 3× the median frame.
+    """A fresh numba cache: the demo (frames 30-89, full resolution: at 640 px the walker is found
+    too late) starts once the kernels are compiled; no compile happens once frames flow, and the
+    frame where a second person first appears (where pose NMS first runs: a 12.7 s compile before
+    this fix) costs at most 3× the median frame.
 
     The compile count is exact. The ratio bound is robust on a busy machine: that frame does one
     NMS of a few poses (< 1 ms) on top of the work of any two-person frame, while a compile there
-    costs seconds (≥ 50× the median)."""
+    costs seconds (≥ 30× the median even on 2 loaded cores)."""
     out = _run(COLD_RUN, {"NUMBA_CACHE_DIR": str(tmp_path / "numba")})
     assert out.returncode == 0, out.stderr[-2000:]
     run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -136,4 +139,4 @@ def test_cold_cache_run_never_waits_on_a_compile(tmp_path, blazepose_models, dem
     ms, people = np.array(run["ms"]), np.array(run["people"])
     assert len(ms) == 60 and (people >= 2).any()
     first_two = int(np.argmax(people >= 2))
-    assert ms[first_two] <= 3 * np.median(ms), (first_two, ms[first_two], np.median(ms))
+    assert ms[first_two] <= 3 * np.median(ms), (first_two, ms[first_two], np.median(ms), run["post_ms"][first_two])
