@@ -124,19 +124,22 @@ COLD_RUN = """
 @pytest.mark.slow
 def test_cold_cache_run_never_waits_on_a_compile(tmp_path, blazepose_models, demo_video):
     """A fresh numba cache: the demo (frames 30-89, full resolution: at 640 px the walker is found
-    too late) starts once the kernels are compiled; no compile happens once frames flow, and the
-    frame where a second person first appears (where pose NMS first runs: a 12.7 s compile before
-    this fix) costs at most 3× the median frame.
+    too late) starts once the kernels are compiled, and no compile happens once frames flow.
 
-    The compile count is exact. The ratio bound is robust on a busy machine: that frame does one
-    NMS of a few poses (< 1 ms) on top of the work of any two-person frame, while a compile there
-    costs seconds (≥ 30× the median even on 2 loaded cores)."""
+    Two checks. The compile count after the first frame is exact: zero. And the frame where a
+    second person first appears (pose NMS first runs there: a 12.7 s compile before this fix)
+    spends at most 3× the median two-person post stage (NMS, tracking, smoothing) plus 100 ms.
+    The post stage is compared, not the whole frame: that frame is a detection frame (tiled
+    detection costs several median frames at full resolution) and on a loaded 2-core machine
+    single frames swing by whole seconds (measured: 0.05-1.9 s at load 14). The 100 ms margin
+    covers a few descheduled scheduler ticks; a compile there costs ≥ 5 s."""
     out = _run(COLD_RUN, {"NUMBA_CACHE_DIR": str(tmp_path / "numba")})
     assert out.returncode == 0, out.stderr[-2000:]
     run = json.loads(out.stdout.strip().splitlines()[-1])
     assert run["compiles_before"] > 0  # the cache was cold: the warm-up compiled
     assert run["compiles_after"] == 0
-    ms, people = np.array(run["ms"]), np.array(run["people"])
-    assert len(ms) == 60 and (people >= 2).any()
+    post, people = np.array(run["post_ms"]), np.array(run["people"])
+    assert len(post) == 60 and (people >= 2).any()
     first_two = int(np.argmax(people >= 2))
-    assert ms[first_two] <= 3 * np.median(ms), (first_two, ms[first_two], np.median(ms), run["post_ms"][first_two])
+    typical = np.median(post[people >= 2])
+    assert post[first_two] <= 3 * typical + 100, (first_two, post[first_two], typical)
