@@ -33,7 +33,7 @@ Public API (also used by the desktop app)
              render=True, max_frames=None, mode=None, hold_at_end=False)
         estimator     any object with infer / postprocess / reset / device / backend; default
                       ``PoseEstimator(config, config.runtime.device)``
-        max_frames    file mode: decode only that many; live mode: stop after that many results
+        max_frames    file mode: decode only that many; realtime: stop after that many results
         hold_at_end   a seekable source does not end the run at its last frame: the decoder
                       waits for ``seek`` or ``stop`` (a player's behaviour; ``.at_end`` tells)
         .start()                start the threads (opens the sinks first)
@@ -53,6 +53,8 @@ Public API (also used by the desktop app)
                                 queue depths, end-to-end fps (total and recent), latency
                                 (frame captured → result ready), frames, dropped
         .running, .paused, .at_end, .failure, .frames_done, .config, .estimator, .source
+        .kernels_ready          False while the first frame waits for the numba kernels (a cold
+                                cache compiles them once, ~20-60 s; a GUI may say so)
 
 ``on_result(result)`` runs on the sinks thread after the writers; it must be quick (a GUI should
 hand the frame to its own thread). ``result.frame`` is the untouched RGB frame; with ``render=True``
@@ -242,7 +244,7 @@ class Pipeline:
                 sink.close()
             raise
         self.estimator.reset()  # an estimator reused from another run must not carry its ROIs over
-        self._started_at = time.perf_counter()
+        self._started_at = time.perf_counter()  # reset when frames start to flow (after the kernels)
         for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
                              ("post", self._post_loop), ("sinks", self._sinks_loop)):
             t = threading.Thread(target=self._run_stage, args=(name, target), name=f"rmpe-{name}", daemon=True)
@@ -293,6 +295,10 @@ class Pipeline:
     def at_end(self) -> bool:
         """True while a ``hold_at_end`` pipeline has decoded its last frame and waits for a seek."""
         return self._at_end
+
+    @property
+    def kernels_ready(self) -> bool:
+        return self._kernels.done
 
     @property
     def paused(self) -> bool:
