@@ -22,6 +22,17 @@ read from the cache (``RMPE_LIVE_CACHE`` may point at a copied one). Exit status
 device is present (the JSON then says so).
 
     python3 bench/gpu_check.py --out gpu_check.json
+
+On a lent device (checked there: Python 3.12, torch 2.11+cu130, numba 0.68, OpenCV 5.0, no tflite):
+carry the two BlazePose models, their weight caches, the demo and the pure-Python ``tflite`` and
+``flatbuffers`` packages (38 MB) in an ignored folder:
+
+    C=bench/results/gpu_carry; mkdir -p $C/cache/models $C/cache/videos $C/pylib
+    cp ~/.cache/rmpe-live/models/pose_{detection,landmark_full}.{tflite,safetensors} $C/cache/models/
+    cp ~/.cache/rmpe-live/videos/demo.mp4 $C/cache/videos/
+    cp -r .venv/lib/python3.11/site-packages/{tflite,flatbuffers} $C/pylib/
+    # device command, carry ["bench/results/gpu_carry"]:
+    RMPE_LIVE_CACHE=$PWD/$C/cache PYTHONPATH=$PWD:$PWD/$C/pylib python3 bench/gpu_check.py --out $OUT/gpu_check.json
 """
 from __future__ import annotations
 
