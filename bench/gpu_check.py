@@ -32,7 +32,7 @@ carry the two BlazePose models, their weight caches, the demo and the pure-Pytho
     cp ~/.cache/rmpe-live/videos/demo.mp4 $C/cache/videos/
     cp -r .venv/lib/python3.11/site-packages/{tflite,flatbuffers} $C/pylib/
     # device command, carry ["bench/results/gpu_carry"]:
-    RMPE_LIVE_CACHE=$PWD/$C/cache PYTHONPATH=$PWD:$PWD/$C/pylib python3 bench/gpu_check.py --out $OUT/gpu_check.json
+    C=bench/results/gpu_carry; RMPE_LIVE_CACHE=$PWD/$C/cache PYTHONPATH=$PWD:$PWD/$C/pylib python3 bench/gpu_check.py --out $OUT/gpu_check.json
 """
 from __future__ import annotations
 
