@@ -129,6 +129,22 @@ def test_realtime_mode_keeps_every_frame_when_the_estimator_keeps_up(pattern_est
     assert s["latency_ms"]["p95"] <= 2 * 1000 * period, s["latency_ms"]
 
 
+def test_realtime_mode_resumes_from_a_pause_without_catching_up(pattern_estimator):
+    """After a pause playback continues from the paused frame at its pace; it does not skip the
+    frames that would have played meanwhile (0.6 s = 30 frames at 50 fps)."""
+    p = Pipeline(PatternSource(64, 48, fps=50, num_frames=60), _config(), estimator=pattern_estimator(),
+                 render=False, mode="realtime")
+    results = _collect(p)
+    p.start()
+    _wait_for(lambda: len(results) >= 10)
+    p.pause()
+    time.sleep(0.6)
+    p.resume()
+    p.wait()
+    assert p.stats()["dropped"] <= 10, [r.index for r in results]  # a stall may skip a few, not 30
+    assert results[-1].index == 59
+
+
 def test_realtime_video_file_skips_frames_without_losing_their_place(tmp_path, pattern_estimator, pattern_video):
     """A video file played in real time skips frames undecoded to RGB; the frames it hands on are
     exactly the decoded frames of those indices."""
