@@ -139,28 +139,29 @@ def run_e2e(estimator, frames, warmup: int = 10) -> dict:
 
 
 def person_crops(estimator, frames, batch: int):
-    """``batch`` 256×256 crops [B, 3, 256, 256] in [0, 1] on the GPU: the people the estimator
+    """``batch`` SPPE-sized crops [B, 3, h, w] in [0, 1] on the GPU: the people the estimator
     tracks over the first frames, repeated to fill the batch."""
     import numpy as np
     import torch
 
     from core.models.sstn import crop, roi_to_affine
 
+    size = tuple(estimator.sppe.input_size)
     estimator.reset()
     thetas, images = [], []
     for i, frame in enumerate(frames[:60]):
         estimator.infer(frame)
-        centres, sides, rotations = estimator.tracked_rois
-        if len(sides) and i + 1 < len(frames):
-            thetas.append(roi_to_affine(centres.astype(np.float64), sides.astype(np.float64),
-                                        rotations.astype(np.float64), (256, 256)))
+        rois = estimator.tracked_rois
+        if len(rois) and i + 1 < len(frames):
+            thetas.append(roi_to_affine(rois.centres.astype(np.float64), rois.sides.astype(np.float64),
+                                        rois.rotations.astype(np.float64), size))
             images.append(i + 1)  # the ROIs are for the next frame
     if not thetas:
         raise SystemExit("no person tracked in the first frames of the demo")
     crops = []
     for theta, index in zip(thetas, images):
         image = torch.from_numpy(frames[index]).to(DEVICE).permute(2, 0, 1)[None].float()
-        crops.append(crop(image, torch.from_numpy(theta).float().to(DEVICE), (256, 256)) / 255.0)
+        crops.append(crop(image, torch.from_numpy(theta).float().to(DEVICE), size) / 255.0)
     crops = torch.cat(crops)
     reps = -(-batch // len(crops))
     return crops.repeat(reps, 1, 1, 1)[:batch].contiguous()
