@@ -90,6 +90,7 @@ def run_mediapipe(python: Path, clip: Path) -> dict:
 
 def run_ours(clip: Path, max_persons: int | None, mode: str = "file") -> dict:
     from core import jit
+    from core.cli import build_post_steps
     from core.config import Config
     from core.estimator import PoseEstimator
     from core.io import VideoFileSource
@@ -108,7 +109,8 @@ def run_ours(clip: Path, max_persons: int | None, mode: str = "file") -> dict:
 
     with VideoFileSource(clip) as source:
         fps_source = source.fps
-        pipeline = Pipeline(source, config, estimator=estimator, render=False, mode=mode, on_result=on_result)
+        pipeline = Pipeline(source, config, estimator=estimator, render=False, mode=mode,
+                            post_steps=build_post_steps(config, source.fps), on_result=on_result)
         t0 = time.perf_counter()
         pipeline.start()
         pipeline.wait()
@@ -136,13 +138,16 @@ def frame_ratio(frame_ms: list[float]) -> float | None:
 COLD_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
+from core.cli import build_post_steps
 from core.config import Config
 from core.io import VideoFileSource
 from core.pipeline import Pipeline
 
 frames = []
+config = Config.load()
 with VideoFileSource(sys.argv[1]) as source:
-    pipeline = Pipeline(source, Config.load(), render=False, mode="file", on_result=frames.append)
+    pipeline = Pipeline(source, config, render=False, mode="file", post_steps=build_post_steps(config, source.fps),
+                        on_result=frames.append)
     built = time.perf_counter()
     pipeline.start()
     pipeline.wait()

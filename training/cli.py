@@ -116,8 +116,9 @@ def _synthetic(args) -> int:
 
     from training.datasets.synthetic import SyntheticSpec, generate_dataset, generate_video
 
-    if args.num_images < 1:
-        raise UserError("--num-images must be at least 1")
+    from training.config import check_synthetic_args
+
+    check_synthetic_args(args.num_images, args.size, args.people, args.video)
     spec = SyntheticSpec(num_images=args.num_images, seed=args.seed, image_size=tuple(args.size),
                          people=tuple(args.people))
     ann = generate_dataset(args.out, spec, progress=True)

@@ -98,6 +98,7 @@ COLD_RUN = """
 
     event.register("numba:compile", Compiles())
     from core.assets import artefact_path
+    from core.cli import build_post_steps
     from core.config import Config
     from core.io import VideoFileSource
     from core.pipeline import Pipeline
@@ -106,7 +107,8 @@ COLD_RUN = """
     frames = []
     source = VideoFileSource(artefact_path("demo_video"))
     source.seek(30)  # the walker joins the jumper at frames 40-47: pose NMS first runs there
-    pipeline = Pipeline(source, config, render=False, max_frames=60, mode="file", on_result=frames.append)
+    pipeline = Pipeline(source, config, render=False, max_frames=60, mode="file", on_result=frames.append,
+                        post_steps=build_post_steps(config, source.fps))
     pipeline.start()
     pipeline.wait()
     source.close()
