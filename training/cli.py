@@ -51,6 +51,9 @@ def add_arguments(parser) -> None:
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", metavar="PATH", help="video file ('demo' for the fetched demo)")
     src.add_argument("--images", metavar="DIR", help="image folder or glob")
+    src.add_argument("--collection", nargs="+", metavar="INPUT",
+                     help="many videos (files, folders, globs, list files) through the batch runner: "
+                          "OUT/<name>/ per video + OUT/manifest.jsonl, resumable (see main.py batch)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--config", metavar="YAML", help="app config (assets/default.yaml sections) for the estimator")
     q.add_argument("--every", type=int, default=1, metavar="N", help="label every N-th frame")
@@ -59,6 +62,9 @@ def add_arguments(parser) -> None:
     q.add_argument("--keypoint-threshold", type=float, default=0.5,
                    help="keypoints scoring below this are written as unlabelled (v = 0)")
     q.add_argument("--device", default="auto")
+    from core.batch.cli import add_runner_arguments
+
+    add_runner_arguments(q)
 
 
 def _load(args):
@@ -83,6 +89,13 @@ def _load(args):
 def run(args) -> int:
     if args.task == "synthetic":
         return _synthetic(args)
+    if args.task == "pseudo-label" and args.collection:
+        from core.batch.cli import run_jobs
+        from training.datasets.pseudo_label import PseudoLabelJob
+
+        args.inputs = args.collection
+        return run_jobs(args, PseudoLabelJob(args.config, args.every, args.max_frames, args.min_score,
+                                             args.keypoint_threshold, device=args.device))
     if args.task == "pseudo-label":
         from training.datasets.pseudo_label import pseudo_label
 

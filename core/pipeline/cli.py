@@ -35,6 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--openpose-json", metavar="DIR", help="OpenPose-style JSON, one file per frame")
     out.add_argument("--csv", metavar="PATH", help="CSV: frame, person, track, keypoint, x, y, score")
 
+    add_model_arguments(parser)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--mode", choices=choices("pipeline", "mode"),
+                     help="file: every frame in order; realtime (= live): at the source's own pace, frames "
+                          "dropped when inference falls behind (default: realtime for cameras and streams, "
+                          "file otherwise)")
+    run.add_argument("--realtime", action="store_true",
+                     help="play a file at its own frame rate, dropping frames inference cannot keep up with "
+                          "(= --mode realtime)")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--profile", action="store_true", help="print per-stage timings at the end")
+    run.add_argument("--profile-json", metavar="PATH", help="write the profile as JSON")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and compute flags that ``config_from_args`` reads (shared with ``batch``)."""
     model = parser.add_argument_group("model and compute")
     model.add_argument("--config", metavar="YAML", help="config file (sections as in assets/default.yaml)")
     model.add_argument("--detector", choices=choices("detector", "name"), help="person detector")
@@ -49,19 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--max-persons", type=int, metavar="N", help="at most N people per frame")
     model.add_argument("--no-track", action="store_true", help="no tracking (no track ids)")
     model.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--mode", choices=choices("pipeline", "mode"),
-                     help="file: every frame in order; realtime (= live): at the source's own pace, frames "
-                          "dropped when inference falls behind (default: realtime for cameras and streams, "
-                          "file otherwise)")
-    run.add_argument("--realtime", action="store_true",
-                     help="play a file at its own frame rate, dropping frames inference cannot keep up with "
-                          "(= --mode realtime)")
-    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    run.add_argument("--profile", action="store_true", help="print per-stage timings at the end")
-    run.add_argument("--profile-json", metavar="PATH", help="write the profile as JSON")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
