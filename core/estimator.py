@@ -69,9 +69,12 @@ class PoseEstimator:
                             "choose coco17 or blazepose33") from None
         model = getattr(self.sppe, "model", None)
         self.backend = str(getattr(model, "description", None) or getattr(model, "backend", None) or "eager")
+        decode = config.sppe.decode
+        if decode == "regression" and not getattr(self.sppe, "regresses", True):
+            decode = "dark (heatmap SPPE: it has no regression output)"  # what _decode falls back to
         log.info("pose estimator on %s: %s; detector %s every %d frame(s), SPPE %s, decode %s", self.device,
                  self.backend, getattr(self.detector, "name", "?"), max(1, int(config.detector.interval)),
-                 config.sppe.model, config.sppe.decode)
+                 config.sppe.model, decode)
         self._sppe_layout = get_skeleton(self.sppe.layout)
         self.rois = RoiTracker(config.detector)
 

@@ -246,8 +246,8 @@ class Pipeline:
                 sink.open(info, self.config)
                 opened.append(sink)
         except BaseException:
-            for sink in opened:
-                sink.close()
+            for sink in opened:  # nothing was written: drop their files rather than finish them
+                getattr(sink, "abort", sink.close)()
             raise
         self.estimator.reset()  # an estimator reused from another run must not carry its ROIs over
         self._started_at = time.perf_counter()  # reset when frames start to flow (after the kernels)
@@ -523,8 +523,13 @@ class Pipeline:
 
     def _infer_loop(self) -> None:
         rec = self._rec["infer"]
+        size = None
         for gen, result in self._inbox("infer_in", "post_in", self.estimator.reset):
             self._apply_pending("infer")
+            if result.frame.shape[:2] != size:  # another frame size (an image folder): a new scene,
+                if size is not None:  # ROIs from the last image mean nothing in this one
+                    self.estimator.reset()
+                size = result.frame.shape[:2]
             timings = {} if self.profile else None
             t0 = time.perf_counter()
             result.poses = self.estimator.infer(result.frame, timings)
@@ -541,8 +546,13 @@ class Pipeline:
     def _post_loop(self) -> None:
         rec = self._rec["post"]
         keys = [f"post.{step.name}" for step in self.post_steps]
+        size = None
         for gen, result in self._inbox("post_in", "sinks_in", self._reset_post):
             self._apply_pending("post")
+            if result.frame.shape[:2] != size:  # a new scene: no tracks or smoothing across it
+                if size is not None:
+                    self._reset_post()
+                size = result.frame.shape[:2]
             t0 = t = time.perf_counter()
             poses = result.poses
             for key, step in zip(keys, self.post_steps):
