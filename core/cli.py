@@ -22,6 +22,7 @@ log = logging.getLogger("rmpe")
 # A new command is one more entry here.
 COMMANDS = {
     "run": ("core.pipeline.cli", "run the pipeline headless on a video, camera, image folder or URL"),
+    "batch": ("core.batch.cli", "run the pipeline over a collection of videos (local workers or Ray)"),
     "models": ("core.models.install", "install or inspect the fetched models and demo video"),
     "eval": ("core.evaluation.cli", "COCO keypoint AP and Ronchi-Perona error diagnosis"),
     "train": ("training.cli", "train SPPE, RMPE and PGPG models"),

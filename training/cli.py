@@ -51,6 +51,9 @@ def add_arguments(parser) -> None:
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", metavar="PATH", help="video file ('demo' for the fetched demo)")
     src.add_argument("--images", metavar="DIR", help="image folder or glob")
+    src.add_argument("--collection", nargs="+", metavar="INPUT",
+                     help="many videos (files, folders, globs, list files) through the batch runner: "
+                          "OUT/<name>/ per video + OUT/manifest.jsonl, resumable (see main.py batch)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--config", metavar="YAML", help="app config (assets/default.yaml sections) for the estimator")
     q.add_argument("--every", type=int, default=1, metavar="N", help="label every N-th frame")
@@ -59,6 +62,9 @@ def add_arguments(parser) -> None:
     q.add_argument("--keypoint-threshold", type=float, default=0.5,
                    help="keypoints scoring below this are written as unlabelled (v = 0)")
     q.add_argument("--device", default="auto")
+    from core.batch.cli import add_runner_arguments
+
+    add_runner_arguments(q)
 
 
 def _load(args):
@@ -83,15 +89,33 @@ def _load(args):
 def run(args) -> int:
     if args.task == "synthetic":
         return _synthetic(args)
+    if args.task == "pseudo-label" and args.collection:
+        from core.batch.cli import run_jobs
+        from training.datasets.pseudo_label import PseudoLabelJob
+
+        args.inputs = args.collection
+        return run_jobs(args, PseudoLabelJob(args.config, args.every, args.max_frames, args.min_score,
+                                             args.keypoint_threshold, device=args.device))
     if args.task == "pseudo-label":
         from training.datasets.pseudo_label import pseudo_label
+
+        _check_pseudo_label_paths(args)
 
         summary = pseudo_label(video=args.video, images=args.images, out_dir=args.out, app_config=args.config,
                                every=args.every, max_frames=args.max_frames, min_score=args.min_score,
                                keypoint_threshold=args.keypoint_threshold, device=args.device)
         print(json.dumps(summary))
         return 0
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: give at least 1 (0 epochs would train nothing and save an "
+                        "untrained model)")
     cfg = _load(args)
+    if args.task == "sppe" and cfg.optim.epochs < 1:
+        raise UserError(f"optim.epochs {cfg.optim.epochs}: give at least 1 (0 epochs would train nothing and save "
+                        "an untrained model)")
+    from training.common import check_data_sources
+
+    check_data_sources(cfg, ("train",) if args.task == "pgpg" else ("train", "val"))  # missing data is reported now, before any synthesis or model building
     if args.task == "sppe":
         from training.sppe_loop import run_sppe
 
@@ -109,6 +133,31 @@ def run(args) -> int:
     if "best_ap" in result:
         log.info("done: best AP %.4f; checkpoints %s, %s", result["best_ap"], result["last"], result["best"])
     return 0
+
+
+def _check_pseudo_label_paths(args) -> None:
+    """The labelled images and annotations must not land on the input (symlinks resolved)."""
+    import glob
+    import os
+    from pathlib import Path
+
+    from core.fileio import check_distinct_paths
+
+    out = Path(args.out)
+    inputs = [("--video", args.video), ("--config", args.config)]
+    if args.images:
+        if os.path.isdir(args.images):
+            inputs.append(("--images", args.images))
+            inputs += [("--images", p) for p in glob.glob(os.path.join(glob.escape(args.images), "*"))]
+        else:
+            inputs += [("--images", p) for p in (glob.glob(args.images) or [args.images])]
+    check_distinct_paths([("--out (images folder)", out / "images"), ("--out (annotations)", out / "annotations.json")],
+                         inputs)
+    images_dir = (out / "images").resolve()
+    for flag, path in inputs:
+        if path and Path(path).resolve().parent == images_dir:
+            raise UserError(f"{flag} {path} lies in {out / 'images'}, where the labelled frames are written; "
+                            "choose another --out")
 
 
 def _synthetic(args) -> int:
