@@ -555,6 +555,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_transport_enabled(False)
 
     def _tick(self) -> None:
+        pipeline = self.session.pipeline
+        if pipeline is not None and self.frames_shown == 0 and not getattr(pipeline, "kernels_ready", True):
+            self.statusBar().showMessage("preparing: the first start compiles the pose kernels (up to a minute)…",
+                                         int(TICK_S * 1000) + 200)
         if self.session.info is not None:  # no source, nothing to plot
             self.perf.tick()
             if not self.at_end:
