@@ -42,7 +42,6 @@ RESTART_SECTIONS = {"runtime", "pipeline"}
 # Files play at their own pace, frames dropped when inference falls behind (the pipeline's
 # real-time mode); "process every frame" runs them in file mode. Cameras and streams run live.
 REALTIME_MODE = "realtime"
-FALLBACK_REALTIME_MODE = "live"  # a pipeline without "realtime" paces files in its live mode
 HELD_MAX = 64  # results kept back while paused (frames that were in flight when the user paused)
 
 
@@ -382,12 +381,7 @@ class PipelineSession(QtCore.QObject):
                       post_steps=build_post_steps(config, source.fps),
                       hold_at_end=bool(source.seekable and not source.live))
         mode = None if source.live else ("file" if self.every_frame else REALTIME_MODE)
-        try:
-            return Pipeline(source, config, mode=mode, **kwargs)
-        except UserError:
-            if mode != REALTIME_MODE:
-                raise
-            return Pipeline(source, config, mode=FALLBACK_REALTIME_MODE, **kwargs)
+        return Pipeline(source, config, mode=mode, **kwargs)
 
     @QtCore.Slot(int, object, object)
     def _accept(self, gen: int, pipeline, info: SessionInfo) -> None:

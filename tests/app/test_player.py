@@ -106,7 +106,7 @@ def _qimage_rgb(image) -> np.ndarray:
 def test_files_play_in_real_time_with_an_every_frame_switch(make_window, wait, clip90, blazepose_models):
     w = make_window(loop=True)
     _open(w, wait, "file", clip90)
-    assert w.session.pipeline.mode in ("realtime", "live")  # live = the fallback pacing of older pipelines
+    assert w.session.pipeline.mode == "realtime"
     assert not w.every_frame_box.isChecked()
     # the status bar says how fast the video plays
     assert wait(lambda: "fps" in w.fps_label.text() and "speed" in w.fps_label.text(), timeout=30)
