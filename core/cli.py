@@ -20,7 +20,8 @@ COMMANDS = {
     "run": ("core.pipeline.cli", "run the pipeline headless on a video, camera, image folder or URL"),
     "models": ("core.assets", "install or inspect the fetched models and demo video"),
     "eval": ("core.evaluation.cli", "COCO keypoint AP and Ronchi-Perona error diagnosis"),
-    "train": ("training.cli", "train SPPE, RMPE and PGPG models"),
+    "train": ("training.cli", "train SPPE, RMPE, PGPG and PoseFix models"),
+    "refine": ("core.refine_cli", "refine a keypoint results JSON with a PoseFix checkpoint"),
     "gui": ("app.cli", "open the desktop app"),
 }
 # Flags that mean "headless run" when given without a command: `python main.py --video demo ...`.
