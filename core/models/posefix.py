@@ -15,8 +15,9 @@ instead of first learning to copy the input: from scratch on a CPU budget this i
 the refiner beat its input within a few hundred steps (see the report's measurements).
 
 Backbones (``PoseFixSpec.backbone``):
-- ``resnet``: our ResNet (``core.models.resnet_sppe``; depth and width configurable) taking the
-  3 + K channels, three stride-2 4×4 deconvolutions, a 1×1 conv to K maps;
+- ``resnet``: our ResNet (``core.models.resnet_sppe``; depth, width and the number of stages
+  configurable) taking the 3 + K channels, three stride-2 4×4 deconvolutions (one fewer per
+  dropped stage), a 1×1 conv to K maps;
 - ``blazepose``: the imported BlazePose-full landmark network, frozen, up to its stride-4
   decoder features (48 channels) and its 39 landmark heatmaps, at 256×256; the input-pose heatmaps
   (pooled to stride 4) are fused after it, then a trainable encoder (three stride-2 residual
@@ -57,6 +58,10 @@ class PoseFixSpec:
     input_size: tuple[int, int] = (256, 192)  # (h, w); blazepose needs 256×256
     resnet_depth: int = 18
     width: int = 64  # ResNet stage widths × (1, 2, 4, 8); blazepose: fusion width
+    # ResNet stages kept (4: stride 32 and three deconvolutions, the paper's; fewer: stride
+    # 2^(stages+1) and stages − 1 deconvolutions, output still at input / 4: small CPU crops keep
+    # their spatial detail instead of shrinking to 2×2)
+    stages: int = 4
     deconv_channels: int = 256
     sigma: float = 7.0  # input-pose heatmap σ in crop px at 256 rows (scaled with the height)
     box_scale: float = 1.25  # crop = box of the input pose's keypoints, grown to the aspect, × this
@@ -94,6 +99,8 @@ class PoseFixSpec:
             raise UserError(f"posefix.input_size must be {list(BLAZEPOSE_SIZE)} for the blazepose backbone")
         if min(self.input_size) < 32 or self.input_size[0] % 32 or self.input_size[1] % 32:
             raise UserError(f"posefix.input_size {list(self.input_size)}: both sides multiples of 32")
+        if not 2 <= self.stages <= 4:
+            raise UserError(f"posefix.stages {self.stages}: choose 2, 3 or 4")
         if self.sigma <= 0 or self.box_scale <= 0 or self.width < 4:
             raise UserError("posefix: sigma and box_scale must be > 0, width >= 4")
         get_skeleton(self.layout)
@@ -169,9 +176,9 @@ def posefix_loss(logits: torch.Tensor, target_xy: torch.Tensor, weight: torch.Te
 
 # ------------------------------------------------------------------------------------ networks
 
-def _deconv_head(cin: int, channels: int, k: int) -> tuple[nn.Sequential, nn.Conv2d]:
+def _deconv_head(cin: int, channels: int, k: int, n: int = 3) -> tuple[nn.Sequential, nn.Conv2d]:
     layers = []
-    for _ in range(3):
+    for _ in range(n):
         layers += [nn.ConvTranspose2d(cin, channels, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels),
                    nn.ReLU(inplace=True)]
         cin = channels
@@ -220,14 +227,16 @@ class PoseFixNet(nn.Module):
         if spec.backbone == "resnet":
             self.backbone = ResNetBackbone(spec.resnet_depth, spec.width)
             self.backbone.stem[0] = nn.Conv2d(3 + k, spec.width, 7, 2, 3, bias=False)
-            cin = self.backbone.out_channels
+            self.backbone.stages = self.backbone.stages[:spec.stages]
+            cin = [m for m in self.backbone.stages[-1].modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
         else:
             self.trunk = _BlazePoseTrunk()
             w = spec.width
             self.fuse = nn.Sequential(nn.Conv2d(87 + k, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
             self.backbone = nn.Sequential(BasicBlock(w, w * 2, 2), BasicBlock(w * 2, w * 4, 2), BasicBlock(w * 4, w * 8, 2))
             cin = w * 8
-        self.head, self.final = _deconv_head(cin, spec.deconv_channels, k)
+        self.head, self.final = _deconv_head(cin, spec.deconv_channels, k,
+                                             spec.stages - 1 if spec.backbone == "resnet" else 3)
         self.prior_gain = nn.Parameter(torch.ones(())) if spec.prior_eps > 0 else None
         # per-keypoint trust in the input (sigmoid; starts at 0.98): one number switches the prior
         # off for a joint the net judges wrong (inversion, swap), no logits to outweigh

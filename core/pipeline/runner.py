@@ -77,7 +77,7 @@ POLL_S = 0.05  # longest a blocked thread waits before checking the stop flag
 STAGES = ("decode", "infer", "post", "sinks")
 # Config sections that may change while running, and the stage that applies them.
 LIVE_SECTIONS = {"detector": "infer", "sppe": "infer", "pose_nms": "post", "tracking": "post",
-                 "smoothing": "post", "render": "sinks"}
+                 "smoothing": "post", "refine": "post", "render": "sinks"}
 # Keys that change which model is loaded: they need a new estimator, not a live update.
 RESTART_KEYS = {("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"), ("detector", "name")}
 
@@ -170,6 +170,10 @@ class Pipeline:
         # Both read their config section on every call, so live changes need no rebuild.
         self._tracker = PoseTracker(self.config.tracking, self.source.fps)
         self._smoother = PoseSmoother(self.config.smoothing)
+        from core.refine import build_refine_step
+
+        # PoseFix between pose NMS and tracking (None unless refine.method is set)
+        self._refine = build_refine_step(self.config, self.config.runtime.device)
 
         qs = max(1, int(self.config.pipeline.queue_size))
         if self.mode == "live":
@@ -467,13 +471,18 @@ class Pipeline:
             self._apply_pending("post")
             t0 = time.perf_counter()
             poses = self.estimator.postprocess(result.poses)
-            t1 = time.perf_counter()
+            t1 = t_nms = time.perf_counter()
+            if self._refine is not None:
+                poses = self._refine(poses, result.timestamp, result.frame)
+                t1 = time.perf_counter()
+                self._sub_rec("post.refine").add((t1 - t_nms) * 1000)
+                result.timings["post.refine"] = (t1 - t_nms) * 1000
             poses = self._tracker.update(poses, result.timestamp)
             t2 = time.perf_counter()
             poses = self._smoother(poses, result.timestamp)
             t3 = time.perf_counter()
             result.poses = poses
-            for key, a, b in (("nms", t0, t1), ("track", t1, t2), ("smooth", t2, t3)):
+            for key, a, b in (("nms", t0, t_nms), ("track", t1, t2), ("smooth", t2, t3)):
                 self._sub_rec(f"post.{key}").add((b - a) * 1000)
                 result.timings[f"post.{key}"] = (b - a) * 1000
             rec.add((t3 - t0) * 1000)

@@ -146,3 +146,27 @@ def sppe_tiny(train_dir):
     spec = SPPEModelSpec(arch="hourglass", input_size=(64, 48), stacks=1, features=8, depth=2).validate()
     return save_checkpoint(train_dir / "tiny_sppe.pt", kind="sppe", spec=spec, config={},
                            model=build_sppe_model(spec))
+
+
+def test_pipeline_runs_the_refine_step(posefix_run, video, blazepose_models, tmp_path, cli):
+    """run --refine-weights: the step sits in the post stage and is timed in the profile."""
+    path, _ = video
+    out, prof = tmp_path / "poses.json", tmp_path / "profile.json"
+    assert cli(["run", "--video", str(path), "--refine-weights", str(posefix_run["best"]), "--device", "cpu",
+                "--json", str(out), "--profile-json", str(prof), "--no-progress"]) == 0
+    profile = json.loads(prof.read_text())
+    assert "post.refine" in json.dumps(profile)
+    assert isinstance(json.loads(out.read_text()), list)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--refine", "posefix"], "needs refine.weights"),
+    (["--refine-weights", "SPPE"], "not a PoseFix one"),
+])
+def test_pipeline_refine_bad_setup(args, message, sppe_tiny, video, tmp_path, capsys, cli):
+    path, _ = video
+    args = [str(sppe_tiny) if a == "SPPE" else a for a in args]
+    assert cli(["run", "--video", str(path), "--device", "cpu", "--json", str(tmp_path / "p.json"),
+                "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
