@@ -11,7 +11,7 @@ frame, and agreement with the reference: reference people matched (Hungarian on 
 area = reference box area) at OKS ≥ 0.5, mean OKS of the matched, and the mean pixel distance of
 their keypoints. It also counts detections over the whole clip with the full view only and with
 tiling, and compares the regression and DARK keypoint decoders on the same crops at the default
-interval. Prints tables; writes bench/results/bench_roi_tracking.json.
+interval. Prints tables; writes bench/results/bench_roi_tracking.json (summary: docs/roi_tracking.md).
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Coordinates are heatmap pixels (x, y) with pixel centres at integers (the convention of
 ``core.models.sstn``); ``crop_to_heatmap`` / ``heatmap_to_crop`` convert to crop pixels.
+``HeatmapCodec`` bundles one SPPE's choices (sizes, σ, decoder, pixel mapping): every SPPE carries
+one (``sppe.codec``), and inference, training targets and training evaluation all go through it.
 
 Decoding methods (per map; score = max of the raw map, location m = its first argmax):
 
@@ -24,12 +26,13 @@ Maps whose raw maximum is ≤ 0 (or NaN) are not refined (DARK's rescale is unde
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 
 __all__ = ["METHODS", "gaussian_kernel_1d", "decode_heatmaps", "encode_heatmaps", "encode_heatmaps_batch",
-           "crop_to_heatmap", "heatmap_to_crop"]
+           "crop_to_heatmap", "heatmap_to_crop", "DECODE_METHODS", "HeatmapCodec"]
 
 METHODS = ("argmax", "quarter", "dark")
 _METHOD_ID = {m: i for i, m in enumerate(METHODS)}
@@ -296,3 +299,87 @@ def crop_to_heatmap(points, crop_size: tuple[int, int], heatmap_size: tuple[int,
 def heatmap_to_crop(points, heatmap_size: tuple[int, int], crop_size: tuple[int, int]):
     """Heatmap pixels → crop pixels (inverse of ``crop_to_heatmap``)."""
     return crop_to_heatmap(points, heatmap_size, crop_size)
+
+
+DECODE_METHODS = ("regression",) + METHODS  # regression: the SPPE's own regressed points
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """One SPPE's heatmaps: training targets, decoding, and the heatmap ↔ crop pixel mapping.
+
+    input_size    (h, w) crop px the SPPE reads
+    heatmap_size  (h, w) of its heatmaps; stride = input / heatmap per axis
+    sigma         Gaussian target σ in heatmap px (``encode``)
+    method        ``decode``: ``regression`` (the model's regressed points when it has them, else
+                  DARK), ``dark``, ``quarter`` or ``argmax``
+    kernel        DARK blur size (odd)
+    offset        None: heatmap pixel centres sit at the centres of stride × stride crop blocks
+                  (p_crop = (p_hm + ½)·stride − ½, the trained SPPEs); a number: p_crop = stride·p_hm
+                  + offset (BlazePose: −0.5, its cell i sits at crop position 4·i from the edge)
+
+    Crop and heatmap coordinates are (x, y) with pixel centres at integers.
+    """
+
+    input_size: tuple[int, int]
+    heatmap_size: tuple[int, int]
+    sigma: float = 2.0
+    method: str = "dark"
+    kernel: int = 11
+    offset: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
+        object.__setattr__(self, "heatmap_size", (int(self.heatmap_size[0]), int(self.heatmap_size[1])))
+        if self.method not in DECODE_METHODS:
+            raise ValueError(f"unknown heatmap decoding method {self.method!r}; known: {', '.join(DECODE_METHODS)}")
+
+    def with_decode(self, method: str, kernel: int | None = None) -> "HeatmapCodec":
+        """The same geometry, decoded with ``method`` (and DARK kernel ``kernel`` if given)."""
+        return replace(self, method=method, kernel=self.kernel if kernel is None else int(kernel))
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """(x, y) crop px per heatmap px."""
+        return self.input_size[1] / self.heatmap_size[1], self.input_size[0] / self.heatmap_size[0]
+
+    def to_crop(self, points):
+        """Heatmap px [..., 2] → crop px (numpy or torch)."""
+        if self.offset is None:
+            return heatmap_to_crop(points, self.heatmap_size, self.input_size)
+        sx, sy = self.stride
+        if sx == sy:
+            return points * sx + self.offset
+        scale = np.array([sx, sy]) if not hasattr(points, "detach") else points.new_tensor([sx, sy])
+        return points * scale + self.offset
+
+    def to_heatmap(self, points):
+        """Crop px [..., 2] → heatmap px (numpy or torch; inverse of ``to_crop``)."""
+        if self.offset is None:
+            return crop_to_heatmap(points, self.input_size, self.heatmap_size)
+        sx, sy = self.stride
+        scale = np.array([1 / sx, 1 / sy]) if not hasattr(points, "detach") else points.new_tensor([1 / sx, 1 / sy])
+        return (points - self.offset) * scale
+
+    def encode(self, crop_xy, visibility):
+        """Unbiased Gaussian targets at crop px ``crop_xy`` [K, 2] or [N, K, 2] (numpy or torch),
+        ``visibility`` [K] / [N, K] → (targets [(N,) K, H, W] float32, weights [(N,) K] float32);
+        see ``encode_heatmaps_batch``."""
+        hm = self.to_heatmap(crop_xy)
+        if hm.ndim == 2:
+            return encode_heatmaps(hm, visibility, self.heatmap_size, self.sigma)
+        return encode_heatmaps_batch(hm, visibility, self.heatmap_size, self.sigma)
+
+    def decode(self, heatmaps, regressed=None, confidences=None) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps [N, K, H, W] (numpy or torch) → (crop px [N, K, 2] float64, scores [N, K]).
+
+        ``regressed`` [N, K, 2] crop px: the model's own points (numpy), used when ``method`` is
+        ``regression`` (without them ``regression`` decodes with DARK). ``confidences`` [N, K]: the
+        model's keypoint scores; without them the scores are the heatmap maxima.
+        """
+        if self.method == "regression" and regressed is not None:
+            scores = confidences if confidences is not None else decode_heatmaps(heatmaps, "argmax")[1]
+            return np.asarray(regressed, np.float64), scores
+        method = "dark" if self.method == "regression" else self.method
+        coords, maxima = decode_heatmaps(heatmaps, method, int(self.kernel))
+        return self.to_crop(coords.astype(np.float64)), maxima if confidences is None else confidences

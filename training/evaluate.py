@@ -1,8 +1,8 @@
 """Per-epoch OKS AP: predict every validation person, decode, map to the image, score with pycocotools.
 
 Predictions follow the app's path: heatmaps (flip test: the mirrored crop's heatmaps mirrored back
-with the left/right swap, then averaged — exact under the pixel-centre convention) → DARK (or
-quarter / argmax) decoding → crop pixels → image pixels through the crop's θ. Keypoint score =
+with the left/right swap, then averaged — exact under the pixel-centre convention) → the SPPE's
+``HeatmapCodec`` (DARK, quarter or argmax; heatmap → crop pixels) → image pixels through the crop's θ. Keypoint score =
 heatmap maximum; person score = box score × mean of the maxima above ``keypoint_threshold``
 (SimpleBaseline's rescoring). AP comes from ``core.evaluation.coco_eval`` (pycocotools).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from core.evaluation.coco_eval import EvalResult, evaluate, load_ground_truth
-from core.heatmaps import decode_heatmaps, heatmap_to_crop
+from core.heatmaps import HeatmapCodec
 from core.models.sstn import crop_to_image
 from training.config import TrainConfig
 from training.ddp import DistInfo, broadcast_object, gather_lists
@@ -37,11 +37,16 @@ def flip_averaged(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     return heat
 
 
-def heatmaps_to_results(heat: torch.Tensor, theta: np.ndarray, image_ids, box_scores, input_size,
-                        decode: str, kernel: int, keypoint_threshold: float) -> list[dict]:
-    """COCO keypoint results from heatmaps [N, K, h, w] of crops whose θ [N, 2, 3] maps to the image."""
-    coords, maxvals = decode_heatmaps(heat, decode, kernel)
-    crop_xy = heatmap_to_crop(coords.astype(np.float64), tuple(heat.shape[-2:]), tuple(input_size))
+def eval_codec(cfg: TrainConfig, codec: HeatmapCodec) -> HeatmapCodec:
+    """The SPPE's codec decoding with ``cfg.eval``'s method and DARK kernel."""
+    return codec.with_decode(cfg.eval.decode, dark_kernel_for(cfg, codec.heatmap_size))
+
+
+def heatmaps_to_results(heat: torch.Tensor, theta: np.ndarray, image_ids, box_scores, codec: HeatmapCodec,
+                        keypoint_threshold: float) -> list[dict]:
+    """COCO keypoint results from heatmaps [N, K, h, w] of crops whose θ [N, 2, 3] maps to the image,
+    decoded by ``codec`` (the same object inference uses)."""
+    crop_xy, maxvals = codec.decode(heat)
     xy = crop_to_image(crop_xy, np.asarray(theta, np.float64))
     results = []
     for i in range(len(xy)):
@@ -57,25 +62,29 @@ def heatmaps_to_results(heat: torch.Tensor, theta: np.ndarray, image_ids, box_sc
 
 @torch.no_grad()
 def predict_dataset(loader, predict: Callable[[dict], tuple[torch.Tensor, np.ndarray]], cfg: TrainConfig,
-                    input_size, heatmap_size) -> list[dict]:
-    kernel = dark_kernel_for(cfg, heatmap_size)
+                    codec: HeatmapCodec) -> list[dict]:
+    codec = eval_codec(cfg, codec)
     results = []
     for batch in loader:
         heat, theta = predict(batch)
-        results += heatmaps_to_results(heat, theta, batch["image_id"], batch["box_score"], input_size,
-                                       cfg.eval.decode, kernel, cfg.eval.keypoint_threshold)
+        results += heatmaps_to_results(heat, theta, batch["image_id"], batch["box_score"], codec,
+                                       cfg.eval.keypoint_threshold)
     return results
 
 
-def evaluate_parts(parts_loaders: list, predict, cfg: TrainConfig, info: DistInfo, input_size,
-                   heatmap_size) -> dict | None:
+def evaluate_parts(parts_loaders: list, predict, cfg: TrainConfig, info: DistInfo, input_size=None,
+                   heatmap_size=None, *, codec: HeatmapCodec | None = None) -> dict | None:
     """AP per validation source (gathered over ranks) → {"AP": mean, "AP50": ..., "parts": [...]}.
 
-    Every rank returns the same dict.
+    Heatmaps decode through ``codec`` (the SPPE's, e.g. ``spec.codec``); without it, a half-pixel
+    codec of ``input_size`` → ``heatmap_size`` (the trained SPPEs' mapping). Every rank returns the
+    same dict.
     """
+    if codec is None:
+        codec = HeatmapCodec(tuple(input_size), tuple(heatmap_size))
     summaries = []
     for dataset, loader in parts_loaders:
-        results = gather_lists(predict_dataset(loader, predict, cfg, input_size, heatmap_size), info)
+        results = gather_lists(predict_dataset(loader, predict, cfg, codec), info)
         summary = None
         if info.is_main:
             gt = load_ground_truth(str(dataset.annotation_path))

@@ -17,7 +17,7 @@ centred on the mid-hip point kp0: the same person seen twice overlaps strongly t
 side by side (hips ~0.8 r apart) do not. Measured on the demo, the full view also returns people
 it sees small with hips, radius and even face badly placed (r twice the truth, rotated 60°, the
 "face" on the torso). A face cannot sit on the hips or torso of a better-scored person, so a candidate whose
-face centre lies within ±``TORSO_ZONE``·r of a better candidate's mid-hip point is the same person
+face centre lies within ±``core.roi.TORSO_ZONE``·r of a better candidate's mid-hip point is the same person
 too. Each cluster takes the best candidate's score and the score-weighted mean of the members
 whose core boxes agree with it (MediaPipe's WEIGHTED NMS); members caught only by the face rule
 are suppressed without entering the mean.
@@ -30,8 +30,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.detection import Detections
+from core.detection.detections import Detections
 from core.detection.anchors import ssd_anchor_centres
+from core.roi import box_iou, face_on_torso
 
 INPUT_SIZE = 224
 NUM_KEYPOINTS = 4
@@ -42,9 +43,6 @@ MAX_TILES = 12  # a larger frame gets larger tiles rather than more of them
 # extrapolated (measured on the demo: a tree trunk at the right edge gave hip points ~950 px outside
 # their tile). The full view and the neighbouring tiles see such people whole.
 MAX_TILE_DIAMETER = 1.5
-# Half-side, in body radii, of the square around the mid-hip point where no other person's face
-# can be: a neighbour standing beside (hips ~0.8 r apart) has their face ~0.8 r above the hips.
-TORSO_ZONE = 0.75
 
 
 def tile_views(height: int, width: int, tile_size: int, overlap: float) -> np.ndarray:
@@ -127,24 +125,6 @@ def weighted_nms(core_boxes: np.ndarray, scores: np.ndarray, values: np.ndarray,
     d = values.shape[1] if values.ndim == 2 else 0
     return (np.asarray(out_scores, dtype=np.float32), np.asarray(out_values, dtype=np.float32).reshape(-1, d),
             np.asarray(out_index, dtype=np.int64))
-
-
-def face_on_torso(faces: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """[M, N]: face n lies within ±TORSO_ZONE·radius_m of person m's mid-hip centre."""
-    d = np.abs(faces[None, :, :] - centres[:, None, :]).max(-1)
-    return d <= TORSO_ZONE * np.asarray(radii)[:, None]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of x1, y1, x2, y2 boxes."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 class BlazePoseDetector:

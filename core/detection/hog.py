@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.detection import Detections
+from core.detection.detections import Detections
 
 WORK_WIDTH = 640
 WIN_STRIDE = (8, 8)

@@ -4,7 +4,7 @@ A checkpoint written by ``training/`` embeds the model spec (architecture, input
 size, input normalisation, keypoint layout, and for RMPE checkpoints the learned spatial
 transformer), so ``load_trained_sppe(path, device)`` needs nothing else. The result implements
 the SPPE protocol of ``core.models.sppe``: RGB crops in [0, 1] → ``SPPEOutput`` with heatmaps
-only (the estimator decodes them; coordinates follow the pixel-centre convention).
+only (decoded through ``spec.codec``: half-pixel centres, stride 4).
 
 An RMPE checkpoint carries the SSTN's localisation net: the SPPE then refines each crop with
 the learned transform (sampled from the given crop, zero outside it) and maps the heatmaps back
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.heatmaps import HeatmapCodec
 from core.models.sppe import SPPEOutput
 from core.models.sstn import invert_affine
 from core.skeleton import get_skeleton
@@ -70,6 +71,11 @@ class SPPEModelSpec:
     @property
     def num_keypoints(self) -> int:
         return get_skeleton(self.layout).num_keypoints
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        """Targets, decoding and heatmap ↔ crop mapping (half-pixel centres, stride 4; DARK)."""
+        return HeatmapCodec(tuple(self.input_size), self.heatmap_size, float(self.sigma))
 
     def validate(self) -> "SPPEModelSpec":
         if self.arch not in ARCHITECTURES:
@@ -181,6 +187,7 @@ class TrainedSPPE:
         self.stn = stn.to(self.device).eval() if stn is not None else None
         self.input_size = tuple(int(v) for v in spec.input_size)
         self.heatmap_size = spec.heatmap_size
+        self.codec = spec.codec
         self.layout = spec.layout
         self.num_keypoints = spec.num_keypoints
         self.source = source

@@ -127,9 +127,9 @@ def test_reset_and_interval_one(estimator, few_frames):
     estimator.infer(few_frames[0])
     estimator.infer(few_frames[0])
     assert (estimator.frames_seen, estimator.detector_runs) == (2, 1)
-    assert len(estimator.tracked_rois[1]) >= 1
+    assert len(estimator.tracked_rois.sides) >= 1
     estimator.reset()
-    assert estimator.frames_seen == 0 and len(estimator.tracked_rois[1]) == 0
+    assert estimator.frames_seen == 0 and len(estimator.tracked_rois.sides) == 0
     cfg = Config.load(overrides={"detector": {"interval": 1}})
     every = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
     for _ in range(3):
@@ -193,7 +193,8 @@ def test_trained_sppe_without_regression_or_aux_points(estimator, few_frames, tm
     est = PoseEstimator(cfg, "cpu", detector=estimator.detector)
     p = est.infer(few_frames[50])
     assert p.layout == "coco17" and len(p) >= 1
-    centres, sides, _ = est.tracked_rois
+    rois = est.tracked_rois
+    centres, sides = rois.centres, rois.sides
     assert len(sides) == len(p) and np.isfinite(centres).all()
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.reference_numpy import decode_reference
-from core.heatmaps import (METHODS, crop_to_heatmap, decode_heatmaps, encode_heatmaps, encode_heatmaps_batch,
+from core.heatmaps import (METHODS, HeatmapCodec, crop_to_heatmap, decode_heatmaps, encode_heatmaps, encode_heatmaps_batch,
                            gaussian_kernel_1d, heatmap_to_crop)
 
 H, W, SIGMA = 64, 48, 2.0
@@ -190,3 +190,61 @@ def test_parallel_and_serial_paths_agree(rng, method):
     threaded = decode_heatmaps(maps, method, parallel=True)
     for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------- HeatmapCodec
+
+CODECS = {
+    "trained 256x192 half-pixel": HeatmapCodec((256, 192), (64, 48), sigma=2.0),
+    "blazepose offset -0.5": HeatmapCodec((256, 256), (64, 64), sigma=2.0, offset=-0.5),
+    "stride 2 half-pixel": HeatmapCodec((128, 96), (64, 48), sigma=1.5, kernel=7),
+}
+# worst crop-px error per axis, in heatmap px: DARK is sub-pixel; quarter/argmax are not
+TOLERANCE = {"dark": 0.01, "quarter": 0.3, "argmax": 0.5}
+
+
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("method", ["dark", "quarter", "argmax"])
+def test_codec_round_trip_recovers_sub_pixel_centres(rng, name, method):
+    codec = CODECS[name].with_decode(method)
+    h, w = codec.input_size
+    crop_xy = np.stack([rng.uniform(0.15 * w, 0.85 * w, (3, 17)), rng.uniform(0.15 * h, 0.85 * h, (3, 17))], -1)
+    targets, weights = codec.encode(crop_xy, np.ones((3, 17)))
+    assert targets.shape == (3, 17) + codec.heatmap_size and (weights == 1).all()
+    got, scores = codec.decode(targets)
+    assert got.shape == (3, 17, 2) and got.dtype == np.float64
+    err = np.abs(got - crop_xy) / np.array(codec.stride)
+    assert err.max() < TOLERANCE[method]
+    assert (scores > 0.85).all()
+    single, single_w = codec.encode(crop_xy[0], np.ones(17))  # one person: [K, H, W]
+    np.testing.assert_array_equal(single, targets[0])
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_codec_pixel_mapping_is_invertible_and_torch_friendly(name):
+    codec = CODECS[name]
+    pts = np.array([[0.0, 0.0], [10.25, 3.5], [-0.5, 100.0]])
+    np.testing.assert_allclose(codec.to_crop(codec.to_heatmap(pts)), pts, atol=1e-9)
+    np.testing.assert_allclose(codec.to_heatmap(torch.tensor(pts)).numpy(), codec.to_heatmap(pts), atol=1e-9)
+
+
+def test_codec_mapping_conventions():
+    trained, blaze = CODECS["trained 256x192 half-pixel"], CODECS["blazepose offset -0.5"]
+    np.testing.assert_allclose(trained.to_crop(np.array([[0.0, 0.0]])), [[1.5, 1.5]])  # block of 4 centred
+    np.testing.assert_allclose(blaze.to_crop(np.array([[0.0, 0.0], [63.0, 1.0]])), [[-0.5, -0.5], [251.5, 3.5]])
+    assert trained.stride == (4.0, 4.0)
+
+
+def test_codec_regression_uses_the_model_points_else_dark():
+    codec = CODECS["blazepose offset -0.5"].with_decode("regression")
+    targets, _ = codec.encode(np.array([[[100.3, 60.7]]]), np.ones((1, 1)))
+    regressed = np.array([[[101.0, 61.0]]])
+    xy, scores = codec.decode(targets, regressed, np.array([[0.4]], np.float32))
+    np.testing.assert_array_equal(xy, regressed)
+    assert scores[0, 0] == np.float32(0.4)
+    xy, scores = codec.decode(targets, regressed)  # no model confidences: the heatmap maximum
+    assert scores[0, 0] == pytest.approx(targets.max())
+    xy, _ = codec.decode(targets)  # heatmap-only SPPE: DARK
+    np.testing.assert_allclose(xy, [[[100.3, 60.7]]], atol=0.05)
+    with pytest.raises(ValueError, match="soft-argmax"):
+        codec.with_decode("soft-argmax")

@@ -5,7 +5,7 @@ pixels to image pixels), so training crops are the crops the estimator makes at 
 A person box is centred, grown to the SPPE's aspect ratio and scaled by ``box_scale``; training
 augmentation then jitters it (scale, shift, rotation), mirrors it (with the left/right joint swap
 of the layout's ``flip_index``), sometimes narrows it to the upper or lower body, swaps it for a
-PGPG proposal, and jitters colour. Targets are unbiased Gaussians (``core.heatmaps``): joints
+PGPG proposal, and jitters colour. Targets are unbiased Gaussians (``SampleGeometry.codec``): joints
 are mapped to heatmap pixels without rounding.
 
 Each sample's randomness comes from ``default_rng([seed, epoch, index])``, so a sample is the
@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.errors import UserError
-from core.heatmaps import crop_to_heatmap, encode_heatmaps
+from core.heatmaps import HeatmapCodec
 from core.models.sstn import image_to_crop, invert_affine, roi_to_affine
 from core.skeleton import get_skeleton
 
@@ -67,6 +67,11 @@ class SampleGeometry:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     context: float = 1.0  # RMPE: context crop = proposal × context, at input_size × context
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        """Target encoding (half-pixel centres, the trained SPPEs' mapping; ``SPPEModelSpec.codec``)."""
+        return HeatmapCodec(tuple(self.input_size), tuple(self.heatmap_size), float(self.sigma))
 
     @property
     def aspect(self) -> float:
@@ -265,8 +270,7 @@ class CocoKeypoints(Dataset):
         h, w = g.input_size
         inside = vis & (xy_crop[:, 0] >= -0.5) & (xy_crop[:, 0] <= w - 0.5) & (xy_crop[:, 1] >= -0.5) \
             & (xy_crop[:, 1] <= h - 0.5)
-        hm = crop_to_heatmap(xy_crop, g.input_size, g.heatmap_size)
-        return encode_heatmaps(hm, inside, g.heatmap_size, g.sigma)
+        return g.codec.encode(xy_crop, inside)
 
     def _to_tensor(self, crop_uint8: np.ndarray, rng: np.random.Generator | None,
                    normalise: bool = True) -> torch.Tensor:

@@ -47,7 +47,8 @@ def test_tiled_detection_finds_both_people(detectors, demo_frames):
 def test_detection_geometry_on_standing_person(detectors, demo_frames):
     det = detectors[True](demo_frames[0])
     i = np.linalg.norm(det.keypoints[:, 0] - JUMPER_HIP_FRAME0, axis=1).argmin()
-    centres, sides, rotations = det.select([i]).rois()
+    rois = det.select([i]).rois()
+    sides, rotations = rois.sides, rois.rotations
     assert abs(np.degrees(rotations[0])) < 15  # upright
     # he is ~360 px tall (head ~90, feet ~450): the ROI must hold him, and not be huge
     assert 400 < sides[0] < 700

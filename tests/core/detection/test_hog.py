@@ -16,7 +16,8 @@ def test_hog_finds_the_standing_man(demo_frames):
     b = found.boxes[0]
     assert b[0] < 650 < b[2] and b[1] < 120 and b[3] > 430
     assert 0.5 <= found.scores[0] <= 1.0
-    centres, sides, rotations = found.rois()
+    rois = found.rois()
+    centres, rotations = rois.centres, rois.rotations
     assert abs(centres[0, 0] - 650) < 60 and rotations[0] == 0.0
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.detection import Detections, alignment_rois
-from core.detection.blazepose import (MAX_TILES, TORSO_ZONE, box_iou, face_on_torso, letterbox, tile_views,
-                                      weighted_nms)
+from core.detection import Detections
+from core.detection.blazepose import MAX_TILES, box_iou, letterbox, tile_views, weighted_nms
+from core.roi import TORSO_ZONE, Rois, face_on_torso
 
 
 def square(cx, cy, side):
@@ -109,7 +109,8 @@ def test_letterbox_maps_points_back_exactly():
 def test_alignment_roi_rotation_and_size():
     centre = np.array([[100.0, 200.0], [100.0, 200.0], [100.0, 200.0]])
     scale = np.array([[100.0, 100.0], [200.0, 200.0], [100.0, 300.0]])  # up, right, down
-    c, side, rot = alignment_rois(centre, scale, 1.25)
+    r = Rois.from_alignment_points(centre, scale, 1.25)
+    c, side, rot = r.centres, r.sides, r.rotations
     np.testing.assert_allclose(side, [250.0, 250.0, 250.0])
     np.testing.assert_allclose(rot, [0.0, np.pi / 2, -np.pi], atol=1e-6)  # upright, lying right, upside down
     np.testing.assert_allclose(c, centre)
@@ -117,6 +118,7 @@ def test_alignment_roi_rotation_and_size():
 
 def test_box_only_detections_give_upright_rois():
     det = Detections(np.array([[10, 20, 110, 220]]), np.array([0.9]))
-    c, side, rot = det.rois()
+    r = det.rois()
+    c, side, rot = r.centres, r.sides, r.rotations
     np.testing.assert_allclose(c, [[60, 120]])
     assert side[0] == pytest.approx(200 * 1.2) and rot[0] == 0.0

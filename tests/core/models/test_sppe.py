@@ -14,7 +14,8 @@ import torch
 from core.config import SPPEConfig
 from core.errors import UserError
 from core.heatmaps import decode_heatmaps, heatmap_to_crop
-from core.models.sppe import SPPEOutput, make_sppe
+from core.models.build import make_sppe
+from core.models.sppe import SPPEOutput
 from core.models.sstn import crop, roi_to_affine
 
 PERSON_ROIS = ([[654.0, 265.0], [650.0, 255.0], [660.0, 280.0]], [500.0, 470.0, 540.0], [0.0, 0.1, -0.1])
@@ -96,7 +97,7 @@ def test_heatmap_mapping_matches_regression(sppe, person_out):
     _, out = person_out
     hm, _ = decode_heatmaps(out.heatmaps, "dark", 11)
     reg = out.coords.numpy()
-    ours = np.median(np.linalg.norm(sppe.heatmap_to_crop(hm) - reg, axis=-1))
+    ours = np.median(np.linalg.norm(sppe.codec.to_crop(hm) - reg, axis=-1))
     generic = np.median(np.linalg.norm(heatmap_to_crop(hm, (64, 64), (256, 256)) - reg, axis=-1))
     assert ours < 2.5 and generic > ours + 1.0
 

@@ -1,0 +1,31 @@
+"""Build the SPPE a config names (the embedded BlazePose model or a trained checkpoint)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.models.sppe import SPPE
+
+SPPE_MODELS = ("blazepose", "hourglass", "resnet")
+
+
+def make_sppe(cfg, device="cpu", runtime=None) -> "SPPE":
+    """The SPPE ``cfg.model`` names (``SPPEConfig``) on ``device`` (``runtime``: the
+    ``RuntimeConfig`` choosing the embedded model's backend and precision; defaults if None).
+
+    ``blazepose`` is the embedded landmark model; ``hourglass`` and ``resnet`` load a trained
+    checkpoint (``cfg.weights``) through ``core.models.trained_sppe`` (imported only then).
+    """
+    if cfg.model == "blazepose":
+        from core.models.blazepose_sppe import BlazePoseSPPE
+
+        return BlazePoseSPPE(device, runtime=runtime)
+    if cfg.model in ("hourglass", "resnet"):
+        if not cfg.weights:
+            raise UserError(f"sppe.model {cfg.model!r} needs a checkpoint: set sppe.weights (--weights PATH)")
+        from core.models.trained_sppe import load_trained_sppe
+
+        return load_trained_sppe(cfg.weights, device)
+    raise UserError(f"unknown SPPE model {cfg.model!r}; choose one of: {', '.join(SPPE_MODELS)}")
