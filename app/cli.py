@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from core.config import choices
 from core.errors import UserError
 
 log = logging.getLogger("rmpe.app")
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--images", metavar="DIR", help="image folder or glob to open")
     src.add_argument("--url", metavar="URL", help="RTSP/HTTP stream to open")
     parser.add_argument("--config", metavar="YAML", help="config overrides (same sections as assets/default.yaml)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+    parser.add_argument("--device", choices=choices("runtime", "device"),
                         help="compute device (default: settings, else auto)")
     parser.add_argument("--pause-after", metavar="N", type=int,
                         help="pause once N frames have been shown (for screenshots and demos)")

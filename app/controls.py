@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from core.config import Config
+from core.config import Config, choices
 
 # The smoothing slider (0..100) maps log-linearly onto SmoothingConfig.strength (>1 smooths
 # more): 0 -> 0.1, 50 -> 1 (the filter's own tuning), 100 -> 10.
@@ -30,17 +30,17 @@ class Control:
     key: str
     label: str
     kind: str  # choice | check | float | int | strength
-    options: tuple = ()  # choices, or (min, max, step) for numbers
+    options: tuple = ()  # choices (read from the config's Literal types), or (min, max, step) for numbers
     group: str = ""
 
 
 CONTROLS: tuple[Control, ...] = (
-    Control("detector", "name", "Detector", "choice", ("blazepose", "hog"), "Detection"),
+    Control("detector", "name", "Detector", "choice", choices("detector", "name"), "Detection"),
     Control("detector", "score_threshold", "Threshold", "float", (0.05, 0.95, 0.05), "Detection"),
     Control("detector", "interval", "Detect every N frames", "int", (1, 120, 1), "Detection"),
-    Control("sppe", "decode", "Decode", "choice", ("regression", "dark", "quarter", "argmax"), "Pose"),
+    Control("sppe", "decode", "Decode", "choice", choices("sppe", "decode"), "Pose"),
     Control("pose_nms", "enabled", "Pose NMS", "check", (), "Pose"),
-    Control("pose_nms", "preset", "NMS preset", "choice", ("paper", "alphapose"), "Pose"),
+    Control("pose_nms", "preset", "NMS preset", "choice", choices("pose_nms", "preset"), "Pose"),
     Control("refine", "enabled", "PoseFix refine", "check", (), "Pose"),
     Control("tracking", "enabled", "Tracking", "check", (), "Tracking"),
     Control("smoothing", "enabled", "Smoothing", "check", (), "Tracking"),
@@ -49,7 +49,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("render", "draw_ids", "Person ids", "check", (), "Draw"),
     Control("render", "draw_boxes", "Boxes", "check", (), "Draw"),
     Control("render", "draw_scores", "Scores", "check", (), "Draw"),
-    Control("runtime", "device", "Device", "choice", ("auto", "cpu", "cuda"), "Compute"),
+    Control("runtime", "device", "Device", "choice", choices("runtime", "device"), "Compute"),
 )
 
 

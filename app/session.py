@@ -25,6 +25,7 @@ from app.sources_dialog import SourceSpec
 from app.video_view import fit_size
 from core.config import Config
 from core.errors import UserError
+from core.pipeline.runner import RESTART_KEYS
 
 log = logging.getLogger("rmpe.app")
 
@@ -33,8 +34,9 @@ OPEN_JOIN_TIMEOUT_S = 120.0  # loading models cannot be interrupted; a late pipe
 PLOTTED_STAGES = ("decode", "infer", "post")  # top-level stage timings carried by every result
 # Changes the running pipeline cannot apply: they select other models or another device. The
 # session restarts the pipeline at the current frame with a new estimator.
-ESTIMATOR_KEYS = {("detector", "name"), ("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"),
-                  ("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"), ("runtime", "half")}
+# The pipeline's own RESTART_KEYS (model choice) plus the compute settings.
+ESTIMATOR_KEYS = RESTART_KEYS | {("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"),
+                                 ("runtime", "half")}
 RESTART_SECTIONS = {"runtime", "pipeline"}
 
 
@@ -257,6 +259,7 @@ class PipelineSession(QtCore.QObject):
         self._built.emit(gen, pipeline, info)
 
     def _make_pipeline(self, source, gen: int):
+        from core.cli import build_post_steps
         from core.estimator import PoseEstimator
         from core.pipeline import Pipeline
 
@@ -277,7 +280,7 @@ class PipelineSession(QtCore.QObject):
                 estimator = PoseEstimator(config, config.runtime.device)
             self._estimator, self._estimator_key = estimator, key
         return Pipeline(source, config, on_result=lambda r: self._on_result(gen, r), profile=True,
-                        estimator=estimator)
+                        estimator=estimator, post_steps=build_post_steps(config, source.fps))
 
     @QtCore.Slot(int, object, object)
     def _accept(self, gen: int, pipeline, info: SessionInfo) -> None:

@@ -84,6 +84,7 @@ def run_ours(clip: Path, max_persons: int | None) -> dict:
     from core.config import Config
     from core.estimator import PoseEstimator
     from core.io import VideoFileSource
+    from core.cli import build_post_steps
     from core.pipeline import Pipeline
 
     config = Config.load()
@@ -93,6 +94,7 @@ def run_ours(clip: Path, max_persons: int | None) -> dict:
     people = []
     with VideoFileSource(clip) as source:
         pipeline = Pipeline(source, config, estimator=estimator, render=False,
+                            post_steps=build_post_steps(config, source.fps),
                             on_result=lambda r: people.append(len(r.poses)))
         t0 = time.perf_counter()
         pipeline.start()

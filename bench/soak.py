@@ -62,6 +62,7 @@ def run(frames: int = 10_000, width: int = 320, warmup: int = 100, video: str = 
     from core.estimator import PoseEstimator
     from core.io import CocoJsonWriter, CsvWriter, LoopSource, VideoFileSource, VideoWriter
     from core.io.sources import resolve_video
+    from core.cli import build_post_steps
     from core.pipeline import Pipeline
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -82,7 +83,8 @@ def run(frames: int = 10_000, width: int = 320, warmup: int = 100, video: str = 
                 samples.append((done, rss_mib()))
 
         sinks = [VideoWriter(tmp / "soak.mp4"), CocoJsonWriter(tmp / "soak.json"), CsvWriter(tmp / "soak.csv")]
-        pipeline = Pipeline(source, config, sinks=sinks, on_result=on_result, estimator=estimator)
+        pipeline = Pipeline(source, config, sinks=sinks, on_result=on_result, estimator=estimator,
+                            post_steps=build_post_steps(config, source.fps))
         rss_before = rss_mib()
         t0 = time.perf_counter()
         pipeline.start()

@@ -1,7 +1,10 @@
-"""Command line: `python main.py [run flags] | models | eval | train | gui`.
+"""Command line: `python main.py [run flags] | models | eval | train | gui`, and the composition root.
 
-Each command lives in the module that does the work; this file only dispatches, so a headless
-command never imports Qt. Errors the user can fix print one line and exit non-zero.
+Each command lives in the module that does the work; this file only dispatches (by module name,
+so a headless command never imports Qt), and composes what crosses layers: the pipeline's post
+steps (``build_post_steps``), which need ``trackers``, a layer above the rest of ``core``. This
+is the one ``core`` module allowed to name upper layers (tests/test_layers.py). Errors the user
+can fix print one line and exit non-zero; an unknown command is one of them.
 """
 from __future__ import annotations
 
@@ -15,10 +18,12 @@ from core.errors import UserError
 
 log = logging.getLogger("rmpe")
 
-# command -> module exposing add_arguments(parser) and run(args) -> int
+# command -> (module exposing add_arguments(parser) and run(args) -> int, one-line help).
+# A new command is one more entry here.
 COMMANDS = {
     "run": ("core.pipeline.cli", "run the pipeline headless on a video, camera, image folder or URL"),
-    "models": ("core.assets", "install or inspect the fetched models and demo video"),
+    "batch": ("core.batch.cli", "run the pipeline over a collection of videos (local workers or Ray)"),
+    "models": ("core.models.install", "install or inspect the fetched models and demo video"),
     "eval": ("core.evaluation.cli", "COCO keypoint AP and Ronchi-Perona error diagnosis"),
     "train": ("training.cli", "train SPPE, RMPE, PGPG and PoseFix models"),
     "refine": ("core.refine_cli", "refine a keypoint results JSON with a PoseFix checkpoint"),
@@ -41,11 +46,39 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def build_post_steps(config, fps: float) -> list:
+    """The post-processing chain the `run` command and the desktop app share, in order:
+    pose NMS → [refine slot] → tracking → smoothing (``core.pipeline.steps.PostStep`` each).
+
+    Every step reads its config section on each frame and passes the poses through while its
+    section is disabled, so a live toggle applies without rebuilding the list; ``fps`` is the
+    source's frame rate (the tracker's time step when timestamps do not advance).
+    """
+    from core.pipeline.steps import PoseNMSStep, SectionStep
+    from core.refine import build_refine_step
+    from trackers import PoseSmoother, PoseTracker
+
+    tracker = PoseTracker(config.tracking, fps)
+    smoother = PoseSmoother(config.smoothing)
+    refine = build_refine_step(config, config.runtime.device)  # None unless refine.method is set
+    return [
+        PoseNMSStep(config.pose_nms),
+        *([refine] if refine is not None else []),  # PoseFix: refine.enabled switches it live
+        SectionStep("track", config.tracking, tracker.update, tracker.reset),
+        SectionStep("smooth", config.smoothing, smoother, smoother.reset),
+    ]
+
+
 def resolve_command(argv: list[str]) -> tuple[str, list[str]]:
+    """(command, its arguments); "help" for -h/--help; "run" for bare run flags; "gui" for no
+    arguments or flags only. A first word that is no command is a UserError listing them."""
     if argv and argv[0] in COMMANDS:
         return argv[0], argv[1:]
     if argv and argv[0] in ("-h", "--help"):
         return "help", []
+    if argv and not argv[0].startswith("-"):
+        raise UserError(f"unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)} "
+                        "(python main.py --help)")
     if any(a.split("=")[0] in RUN_FLAGS for a in argv):
         return "run", argv
     return "gui", argv
@@ -61,7 +94,11 @@ def print_help() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command, rest = resolve_command(argv)
+    try:
+        command, rest = resolve_command(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if command == "help":
         print_help()
         return 0

@@ -1,14 +1,21 @@
 """Application configuration: nested dataclasses, defaults in assets/default.yaml, YAML overrides.
 
-Each section belongs to one stage; a stage reads only its own section. Unknown keys are errors
-so that typos in a user's YAML are reported instead of silently ignored.
+Each section belongs to one stage; a stage reads only its own section. Every value is checked
+where it enters (YAML, ``--set``, CLI flags, live updates) by ``check_value``: its type from the
+field's annotation (``Literal`` aliases below are the one list of valid choices), its range from
+``setting(..., ge/gt/le/lt)``. A bad or unknown key is one UserError line naming the key and what
+is allowed, raised at load time, never inside a running stage.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -16,66 +23,88 @@ from core import ASSETS_DIR
 from core.errors import UserError
 
 
+# The valid choices of each choice setting: the one list the CLI flags, the app's controls and
+# the model factories read (``choices(section, key)``, or ``typing.get_args`` on the alias).
+DetectorName = Literal["blazepose", "hog"]
+SPPEModel = Literal["blazepose", "hourglass", "resnet"]
+DecodeMethod = Literal["regression", "dark", "quarter", "argmax"]
+KeypointLayout = Literal["coco17", "blazepose33"]
+NMSPreset = Literal["paper", "alphapose"]
+TrackingDistance = Literal["oks_iou", "oks", "iou", "l2"]
+SmoothingMethod = Literal["one_euro", "kalman"]
+Device = Literal["auto", "cpu", "cuda"]
+Backend = Literal["auto", "onnxruntime", "eager", "channels_last", "jit"]
+PipelineMode = Literal["auto", "file", "live"]
+RefineMethod = Literal["none", "posefix"]
+
+
+def setting(default, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None):
+    """A dataclass field with a checked range (``ge`` ≤ value ≤ ``le``, ``gt`` < value < ``lt``)."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return field(default=default, metadata={"bounds": bounds})
+
+
 @dataclass
 class DetectorConfig:
-    name: str = "blazepose"  # blazepose | hog
-    score_threshold: float = 0.5
-    nms_iou: float = 0.3
-    max_persons: int = 10
+    name: DetectorName = "blazepose"
+    score_threshold: float = setting(0.5, ge=0, le=1)
+    nms_iou: float = setting(0.3, ge=0, le=1)
+    max_persons: int = setting(10, ge=1)
     tiling: bool = True  # full frame + overlapping tiles, batched in one forward pass
-    tile_size: int = 640
-    tile_overlap: float = 0.4
-    interval: int = 8  # run the detector every N frames; track ROIs from keypoints in between
+    tile_size: int = setting(640, ge=32)
+    tile_overlap: float = setting(0.4, ge=0, lt=1)
+    interval: int = setting(8, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
 
 
 @dataclass
 class SPPEConfig:
-    model: str = "blazepose"  # blazepose | hourglass | resnet
+    model: SPPEModel = "blazepose"
     weights: str | None = None  # checkpoint for trained SPPEs
-    decode: str = "regression"  # regression | dark | quarter | argmax
-    dark_kernel: int = 11
-    keypoint_layout: str = "coco17"  # output layout: coco17 | blazepose33
-    min_pose_score: float = 0.5  # drop crops whose pose-presence score is below this
+    decode: DecodeMethod = "regression"
+    dark_kernel: int = setting(11, ge=1)
+    keypoint_layout: KeypointLayout = "coco17"  # output layout
+    min_pose_score: float = setting(0.5, ge=0, le=1)  # drop crops whose pose-presence score is below this
 
 
 @dataclass
 class PoseNMSConfig:
     enabled: bool = True
-    preset: str = "paper"  # paper | alphapose
+    preset: NMSPreset = "paper"
 
 
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    distance: str = "oks_iou"  # oks_iou | oks | iou | l2
-    max_age_s: float = 1.0  # a lost track is kept this long before removal
-    min_hits: int = 2  # detections before a tentative track is confirmed
-    min_similarity: float = 0.2  # gate: pairs less similar than this (0..1) are never matched
-    oks_weight: float = 0.5  # oks_iou: weight of OKS against box IoU
-    keypoint_threshold: float = 0.3  # keypoints scoring above this take part in OKS / L2
-    process_noise: float = 2.0  # box Kalman: acceleration std, box heights per s²
-    measurement_noise: float = 0.05  # box Kalman: measurement std, fraction of box height
-    recovery_speed: float = 2.5  # body sizes/s a lost person may move unseen and still be re-found; 0 = off
+    distance: TrackingDistance = "oks_iou"
+    max_age_s: float = setting(1.0, ge=0)  # a lost track is kept this long before removal
+    min_hits: int = setting(2, ge=1)  # detections before a tentative track is confirmed
+    min_similarity: float = setting(0.2, ge=0, le=1)  # gate: pairs less similar than this are never matched
+    oks_weight: float = setting(0.5, ge=0, le=1)  # oks_iou: weight of OKS against box IoU
+    keypoint_threshold: float = setting(0.3, ge=0, le=1)  # keypoints scoring above this take part in OKS / L2
+    process_noise: float = setting(2.0, gt=0)  # box Kalman: acceleration std, box heights per s²
+    measurement_noise: float = setting(0.05, gt=0)  # box Kalman: measurement std, fraction of box height
+    recovery_speed: float = setting(2.5, ge=0)  # body sizes/s a lost person may move unseen and still be re-found; 0 = off
 
 
 @dataclass
 class SmoothingConfig:
     enabled: bool = True
-    method: str = "one_euro"  # one_euro | kalman
-    min_cutoff: float = 0.05
-    beta: float = 80.0
-    d_cutoff: float = 1.0
-    strength: float = 4.0  # 1 = MediaPipe exactly; divides min_cutoff, beta and the kalman process noise
-    score_alpha: float = 0.1  # low-pass factor for keypoint scores (1 = no smoothing)
-    min_keypoint_score: float = 0.0  # keypoints scoring at or below this neither update nor get filtered
-    max_gap_s: float = 0.25  # a track or keypoint unseen for longer restarts its filter
-    process_noise: float = 16.0  # kalman: acceleration std in person sizes/s², divided by strength
-    measurement_noise: float = 0.01  # kalman: keypoint measurement std, fraction of person size
+    method: SmoothingMethod = "one_euro"
+    min_cutoff: float = setting(0.05, gt=0)
+    beta: float = setting(80.0, ge=0)
+    d_cutoff: float = setting(1.0, gt=0)
+    strength: float = setting(4.0, gt=0)  # 1 = MediaPipe exactly; divides min_cutoff, beta and the kalman process noise
+    score_alpha: float = setting(0.1, gt=0, le=1)  # low-pass factor for keypoint scores (1 = no smoothing)
+    min_keypoint_score: float = setting(0.0, ge=0, le=1)  # keypoints scoring at or below this neither update nor get filtered
+    max_gap_s: float = setting(0.25, ge=0)  # a track or keypoint unseen for longer restarts its filter
+    process_noise: float = setting(16.0, gt=0)  # kalman: acceleration std in person sizes/s², divided by strength
+    measurement_noise: float = setting(0.01, gt=0)  # kalman: keypoint measurement std, fraction of person size
 
 
 @dataclass
 class RenderConfig:
-    keypoint_threshold: float = 0.3
+    keypoint_threshold: float = setting(0.3, ge=0, le=1)
     draw_boxes: bool = False
     draw_scores: bool = False
     draw_ids: bool = True
@@ -83,21 +112,21 @@ class RenderConfig:
 
 @dataclass
 class RuntimeConfig:
-    device: str = "auto"  # auto | cpu | cuda
-    backend: str = "auto"  # auto | onnxruntime | eager | channels_last | jit
-    threads: int = 0  # torch intra-op threads; 0 = torch default
+    device: Device = "auto"
+    backend: Backend = "auto"  # auto: ONNX Runtime on CPU, jit on CUDA (core/models/zoo.py)
+    threads: int = setting(0, ge=0)  # torch intra-op threads; 0 = torch default
     half: bool = True  # fp16 on CUDA where accuracy holds
 
 
 @dataclass
 class PipelineConfig:
-    mode: str = "auto"  # auto | file | live
-    queue_size: int = 4
+    mode: PipelineMode = "auto"
+    queue_size: int = setting(4, ge=1)
 
 
 @dataclass
 class RefineConfig:
-    method: str = "none"  # none | posefix: PoseFix post step after pose NMS, before tracking
+    method: RefineMethod = "none"  # posefix: PoseFix post step after pose NMS, before tracking
     weights: str | None = None  # a `train posefix` checkpoint
     enabled: bool = True  # live on/off switch (app) while a refiner is configured
     flip_test: bool = True  # average with the mirrored crop's estimate (2 passes)
@@ -119,15 +148,16 @@ class Config:
     def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "Config":
         """Defaults from assets/default.yaml, then ``path``, then ``overrides`` (nested dicts)."""
         cfg = cls()
-        cfg.update(read_yaml_mapping(ASSETS_DIR / "default.yaml"))
+        cfg.update(read_yaml_mapping(ASSETS_DIR / "default.yaml"), f"config {ASSETS_DIR / 'default.yaml'}")
         if path is not None:
-            cfg.update(read_yaml_mapping(path))
+            cfg.update(read_yaml_mapping(path), f"config {path}")
         if overrides:
             cfg.update(overrides)
         return cfg
 
-    def update(self, data: dict[str, Any]) -> "Config":
-        update_sections(self, data, "config")
+    def update(self, data: dict[str, Any], label: str = "config") -> "Config":
+        """Apply ``{section: {key: value}}`` with every value checked (``check_value``)."""
+        update_sections(self, data, label)
         return self
 
     def to_dict(self) -> dict:
@@ -143,11 +173,89 @@ def update_sections(config, data: dict[str, Any] | None, label: str) -> None:
         target = getattr(config, section)
         if not isinstance(values, dict):
             raise UserError(f"{label}: section {section!r} must be a mapping")
-        names = {f.name for f in dataclasses.fields(target)}
+        fields_ = {f.name: f for f in dataclasses.fields(target)}
+        checked = {}
         for key, value in values.items():
-            if key not in names:
-                raise UserError(f"{label}: unknown key {section}.{key}")
+            if key not in fields_:
+                raise UserError(f"{label}: unknown key {section}.{key}; keys of {section}: {', '.join(fields_)}")
+            checked[key] = check_value(type(target), fields_[key], value, f"{label}: {section}.{key}")
+        for key, value in checked.items():  # all or nothing: a bad value leaves the section as it was
             setattr(target, key, value)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def check_value(cls, f: dataclasses.Field, value, name: str):
+    """``value`` for field ``f`` of dataclass ``cls`` checked against its annotation and bounds
+    (an int where a float is due becomes a float); a UserError ``"<name> must be ..., not ..."``
+    otherwise. Annotations without a rule here (nested dataclasses, Any) pass unchecked."""
+    value = _check_type(_hints(cls).get(f.name, Any), value, name)
+    bounds = f.metadata.get("bounds") if f.metadata else None
+    if bounds and value is not None:
+        rules = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+                 "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
+        if not all(rules[k][0](value, b) for k, b in bounds.items()):
+            allowed = " and ".join(f"{rules[k][1]} {b:g}" for k, b in bounds.items())
+            raise UserError(f"{name} must be {allowed}, not {value!r}")
+    return value
+
+
+def _check_type(hint, value, name: str):
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        options = typing.get_args(hint)
+        if value not in options or isinstance(value, bool):
+            raise UserError(f"{name} must be one of {', '.join(map(str, options))}, not {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        rest = [h for h in options if h is not type(None)]
+        if len(rest) == 1:
+            return _check_type(rest[0], value, name)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{name} must be true or false, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{name} must be a whole number, not {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise UserError(f"{name} must be a number, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise UserError(f"{name} must be a number, not {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{name} must be a string, not {value!r}")
+        return value
+    if hint in (list, dict) or origin in (list, dict, tuple):
+        kind = origin or hint
+        if not isinstance(value, (list, tuple) if kind in (list, tuple) else dict):
+            raise UserError(f"{name} must be a {'list' if kind in (list, tuple) else 'mapping'}, not {value!r}")
+        return value
+    return value
+
+
+def choices(section: str, key: str) -> tuple[str, ...]:
+    """The valid values of a choice setting of ``Config``, e.g. ``choices("detector", "name")``."""
+    cls = _hints(Config)[section]
+    hint = _hints(cls)[key]
+    if typing.get_origin(hint) is not Literal:
+        raise KeyError(f"{section}.{key} is not a choice setting")
+    return typing.get_args(hint)
 
 
 def read_yaml_mapping(path: str | Path, label: str = "config file") -> dict:

@@ -20,3 +20,9 @@ class ModelsNotInstalled(UserError):
 
     def __init__(self, what: str):
         super().__init__(f"{what} is not installed; run: python main.py models install")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type name when empty): for one-line reports."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from core.errors import UserError
+from core.geometry import box_iou
 from core.oks import keypoint_similarity
 from core.skeleton import COCO17, get_skeleton
 
@@ -60,14 +61,7 @@ def iou_similarity(det: PoseSet, trk: PoseSet) -> np.ndarray:
     """Box IoU [D, T]; track boxes grow by one standard deviation of their predicted position."""
     pad = np.sqrt(trk.var)[:, None]
     tb = np.concatenate([trk.boxes[:, :2] - pad, trk.boxes[:, 2:] + pad], axis=1)
-    db = det.boxes
-    lt = np.maximum(db[:, None, :2], tb[None, :, :2])
-    rb = np.minimum(db[:, None, 2:], tb[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_d = np.prod(np.clip(db[:, 2:] - db[:, :2], 0, None), axis=-1)
-    area_t = np.prod(np.clip(tb[:, 2:] - tb[:, :2], 0, None), axis=-1)
-    union = area_d[:, None] + area_t[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    return box_iou(det.boxes, tb)
 
 
 def _pairwise(det: PoseSet, trk: PoseSet):

@@ -54,6 +54,9 @@ def add_arguments(parser) -> None:
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", metavar="PATH", help="video file ('demo' for the fetched demo)")
     src.add_argument("--images", metavar="DIR", help="image folder or glob")
+    src.add_argument("--collection", nargs="+", metavar="INPUT",
+                     help="many videos (files, folders, globs, list files) through the batch runner: "
+                          "OUT/<name>/ per video + OUT/manifest.jsonl, resumable (see main.py batch)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--config", metavar="YAML", help="app config (assets/default.yaml sections) for the estimator")
     q.add_argument("--every", type=int, default=1, metavar="N", help="label every N-th frame")
@@ -62,6 +65,9 @@ def add_arguments(parser) -> None:
     q.add_argument("--keypoint-threshold", type=float, default=0.5,
                    help="keypoints scoring below this are written as unlabelled (v = 0)")
     q.add_argument("--device", default="auto")
+    from core.batch.cli import add_runner_arguments
+
+    add_runner_arguments(q)
     f = sub.add_parser("posefix-data", help="PoseFix data from unlabelled footage: a reference SPPE's poses as "
                                             "pseudo ground truth, a fast one's as inputs, split in time")
     src = f.add_mutually_exclusive_group(required=True)
@@ -102,6 +108,13 @@ def _load(args):
 def run(args) -> int:
     if args.task == "synthetic":
         return _synthetic(args)
+    if args.task == "pseudo-label" and args.collection:
+        from core.batch.cli import run_jobs
+        from training.datasets.pseudo_label import PseudoLabelJob
+
+        args.inputs = args.collection
+        return run_jobs(args, PseudoLabelJob(args.config, args.every, args.max_frames, args.min_score,
+                                             args.keypoint_threshold, device=args.device))
     if args.task == "pseudo-label":
         from training.datasets.pseudo_label import pseudo_label
 
@@ -150,8 +163,9 @@ def _synthetic(args) -> int:
 
     from training.datasets.synthetic import SyntheticSpec, generate_dataset, generate_video
 
-    if args.num_images < 1:
-        raise UserError("--num-images must be at least 1")
+    from training.config import check_synthetic_args
+
+    check_synthetic_args(args.num_images, args.size, args.people, args.video)
     spec = SyntheticSpec(num_images=args.num_images, seed=args.seed, image_size=tuple(args.size),
                          people=tuple(args.people))
     ann = generate_dataset(args.out, spec, progress=True)

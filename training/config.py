@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from core.config import read_yaml_mapping, update_sections
+from core.config import check_value, read_yaml_mapping, setting, update_sections
 from core.errors import UserError
 from core.models.posefix import PoseFixSpec
 from core.models.trained_sppe import SPPEModelSpec
@@ -31,83 +31,83 @@ class DataConfig:
     train: list = field(default_factory=list)
     val: list = field(default_factory=list)
     synthetic_dir: str | None = None
-    min_keypoints: int = 1
+    min_keypoints: int = setting(1, ge=0)
     cache_images: bool = True
-    workers: int = 0
+    workers: int = setting(0, ge=0)
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adamw"  # adamw | adam | sgd (momentum 0.9)
-    lr: float = 1e-3  # for the global batch
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # cosine | step
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # sgd: momentum 0.9
+    lr: float = setting(1e-3, gt=0)  # for the global batch
+    weight_decay: float = setting(1e-4, ge=0)
+    schedule: Literal["cosine", "step"] = "cosine"
     milestones: list = field(default_factory=lambda: [0.7, 0.9])  # step: fractions of the run (or epochs if > 1)
-    gamma: float = 0.1
-    warmup_iters: int = 0
-    min_lr_ratio: float = 0.01  # cosine floor
-    epochs: int = 10
-    batch_size: int = 32  # global, over all ranks
+    gamma: float = setting(0.1, gt=0)
+    warmup_iters: int = setting(0, ge=0)
+    min_lr_ratio: float = setting(0.01, ge=0, le=1)  # cosine floor
+    epochs: int = setting(10, ge=0)
+    batch_size: int = setting(32, ge=1)  # global, over all ranks
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
-    grad_clip: float = 0.0
+    grad_clip: float = setting(0.0, ge=0)
 
 
 @dataclass
 class EvalConfig:
-    every: int = 1  # epochs between evaluations (the last epoch always evaluates)
+    every: int = setting(1, ge=1)  # epochs between evaluations (the last epoch always evaluates)
     before: bool = False  # also evaluate the initial model (logged as epoch 0)
     flip_test: bool = True
-    decode: str = "dark"  # dark | quarter | argmax
-    dark_kernel: int = 0  # 0: from the heatmap size (11 for ≥ 48 px wide, else 5)
-    batch_size: int = 64
-    keypoint_threshold: float = 0.2  # person score = mean of keypoint maxima above this
-    proposals: str = "gt"  # RMPE evaluation boxes: gt | pgpg (seeded proposals from the PGPG model)
-    max_images: int = 0  # 0: whole validation set; else its first N images (all their people)
+    decode: Literal["dark", "quarter", "argmax"] = "dark"
+    dark_kernel: int = setting(0, ge=0)  # 0: from the heatmap size (11 for ≥ 48 px wide, else 5)
+    batch_size: int = setting(64, ge=1)
+    keypoint_threshold: float = setting(0.2, ge=0, le=1)  # person score = mean of keypoint maxima above this
+    proposals: Literal["gt", "pgpg"] = "gt"  # RMPE evaluation boxes: gt, or seeded proposals from the PGPG model
+    max_images: int = setting(0, ge=0)  # 0: whole validation set; else its first N images (all their people)
 
 
 @dataclass
 class RunConfig:
     out: str = "runs/train"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op threads per process; 0 = torch default
+    device: str = "auto"  # auto | cpu | cuda[:N] (checked by core.models.zoo.resolve_device)
+    threads: int = setting(0, ge=0)  # torch intra-op threads per process; 0 = torch default
     progress: bool = True  # tqdm bars (rank 0)
-    log_every: int = 10  # steps between step-log rows (the first step always logs)
+    log_every: int = setting(10, ge=1)  # steps between step-log rows (the first step always logs)
     keep_checkpoints: bool = False  # also keep every epoch's checkpoint as epoch_NNN.pt
 
 
 @dataclass
 class RMPEStage:
     name: str = "joint"
-    epochs: int = 1
-    lr: float = 1e-4
+    epochs: int = setting(1, ge=0)
+    lr: float = setting(1e-4, gt=0)
     train: list = field(default_factory=lambda: ["stn", "sppe"])  # parts that learn: stn, sppe
-    proposal_prob: float = 1.0  # chance per sample of a PGPG proposal instead of the GT box
+    proposal_prob: float = setting(1.0, ge=0, le=1)  # chance per sample of a PGPG proposal instead of the GT box
 
 
 @dataclass
 class RMPEConfig:
     init_sppe: str | None = None  # stage-1 SPPE checkpoint (else the stages must include sppe)
     parallel_sppe: str | None = None  # frozen parallel branch (default: a frozen copy of init_sppe)
-    context: float = 1.5  # context crop around each proposal the STN can reach into
+    context: float = setting(1.5, ge=1)  # context crop around each proposal the STN can reach into
     loc_size: list = field(default_factory=lambda: [64, 48])
-    loc_backbone: str = "light"  # light | resnet18 (the paper's)
+    loc_backbone: Literal["light", "resnet18"] = "light"  # resnet18: the paper's
     use_stn: bool = True  # ablation: False = plain box crops
     use_parallel: bool = True  # ablation: False = no parallel SPPE branch
-    parallel_weight: float = 1.0
+    parallel_weight: float = setting(1.0, ge=0)
     stages: list = field(default_factory=list)  # RMPEStage dicts; empty: the default schedule
 
 
 @dataclass
 class PGPGConfig:
-    atoms: int = 8  # k-means atomic poses
-    components: int = 3  # Gaussian mixture components per atom
-    min_keypoints: int = 6
-    box_source: str = "detector"  # detector | file | jitter
+    atoms: int = setting(8, ge=1)  # k-means atomic poses
+    components: int = setting(3, ge=1)  # Gaussian mixture components per atom
+    min_keypoints: int = setting(6, ge=1)
+    box_source: Literal["detector", "file", "jitter"] = "detector"
     boxes_file: str | None = None  # box_source file: COCO results JSON (image_id, bbox, score)
     detector: dict = field(default_factory=dict)  # DetectorConfig overrides for box_source detector
     detections_cache: str | None = None  # default run.out/detections.json
-    iou_threshold: float = 0.5  # a detection matches a GT box at this IoU
+    iou_threshold: float = setting(0.5, ge=0, le=1)  # a detection matches a GT box at this IoU
     jitter: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.05, 0.05])  # mean, std
     # The PGPG model file: train pgpg writes it (default run.out/pgpg.json); train sppe / rmpe sample
     # proposals from it (sppe: augment.proposal_prob; rmpe: each stage's proposal_prob; without one,
@@ -150,22 +150,13 @@ class TrainConfig:
         return self
 
     def validate(self) -> None:
+        """What one field cannot say alone (types, ranges and choices are checked as values load)."""
         o = self.optim
-        if o.optimizer not in ("adam", "adamw", "sgd"):
-            raise UserError(f"optim.optimizer {o.optimizer!r}: choose adamw, adam or sgd")
-        if o.schedule not in ("cosine", "step"):
-            raise UserError(f"optim.schedule {o.schedule!r}: choose cosine or step")
-        if o.batch_size < 1 or o.epochs < 0 or o.lr <= 0:
-            raise UserError("optim: batch_size >= 1, epochs >= 0 and lr > 0 are required")
+        if not all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in o.milestones):
+            raise UserError(f"training config: optim.milestones must be a list of numbers, not {o.milestones!r}")
         ms = [float(m) for m in o.milestones]
         if ms and not (all(0 < m <= 1 for m in ms) or all(m > 1 for m in ms)):
             raise UserError("optim.milestones: give all fractions of the run (0-1] or all epoch numbers (> 1)")
-        if self.eval.decode not in ("dark", "quarter", "argmax"):
-            raise UserError(f"eval.decode {self.eval.decode!r}: choose dark, quarter or argmax")
-        if self.eval.proposals not in ("gt", "pgpg"):
-            raise UserError(f"eval.proposals {self.eval.proposals!r}: choose gt or pgpg")
-        if self.pgpg.box_source not in ("detector", "file", "jitter"):
-            raise UserError(f"pgpg.box_source {self.pgpg.box_source!r}: choose detector, file or jitter")
         for stage in self.rmpe.stages:
             rmpe_stage(stage)
         self.posefix.validate()
@@ -180,7 +171,8 @@ def rmpe_stage(data: dict | RMPEStage) -> RMPEStage:
     unknown = set(data) - names
     if unknown:
         raise UserError(f"rmpe.stages: unknown key(s) {', '.join(sorted(unknown))}")
-    stage = RMPEStage(**data)
+    fields_ = {f.name: f for f in dataclasses.fields(RMPEStage)}
+    stage = RMPEStage(**{k: check_value(RMPEStage, fields_[k], v, f"rmpe.stages: {k}") for k, v in data.items()})
     bad = set(stage.train) - {"stn", "sppe"}
     if bad or not stage.train:
         raise UserError(f"rmpe stage {stage.name!r}: train must list stn and/or sppe")
@@ -220,3 +212,17 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Train
     if overrides:
         cfg.update(overrides)
     return cfg
+
+
+def check_synthetic_args(num_images: int, size, people, video: int) -> None:
+    """``train synthetic`` flags, one UserError line each: ``--num-images`` >= 1, ``--size H W``
+    each in [32, 8192], ``--people MIN MAX`` with 0 <= MIN <= MAX <= 50, ``--video`` >= 0."""
+    if num_images < 1:
+        raise UserError(f"--num-images must be >= 1, not {num_images}")
+    if not all(32 <= v <= 8192 for v in size):
+        raise UserError(f"--size H W must each lie in [32, 8192], not {' '.join(map(str, size))}")
+    lo, hi = people
+    if not 0 <= lo <= hi <= 50:
+        raise UserError(f"--people MIN MAX needs 0 <= MIN <= MAX <= 50, not {lo} {hi}")
+    if video < 0:
+        raise UserError(f"--video must be >= 0, not {video}")

@@ -44,16 +44,14 @@ class DistInfo:
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
-    requested = (requested or "auto").lower()
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("run.device cuda requested but no CUDA GPU is available")
-        return torch.device("cuda", local_rank if requested == "cuda" else torch.device(requested).index)
-    if requested != "cpu":
-        raise UserError(f"run.device {requested!r}: choose auto, cpu or cuda")
-    return torch.device("cpu")
+    """``run.device`` for this rank: ``core.models.zoo.resolve_device`` (the one device rule)
+    with a bare ``cuda`` meaning this process's GPU, ``cuda:<local_rank>``."""
+    from core.models.zoo import resolve_device as zoo_resolve_device  # model zoo: only when needed
+
+    try:
+        return zoo_resolve_device(requested, local_rank)
+    except UserError as exc:
+        raise UserError(f"run.device: {exc}") from None
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

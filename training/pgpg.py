@@ -32,6 +32,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from core.errors import UserError
+from core.geometry import box_iou
 from training.config import TrainConfig
 
 log = logging.getLogger("rmpe.train")
@@ -44,16 +45,6 @@ PGPG_FORMAT = "rmpe-live-pgpg/1"
 def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, np.float64).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1)
-
-
-def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 def box_offsets(det_xyxy: np.ndarray, gt_xywh: np.ndarray) -> np.ndarray:
@@ -211,7 +202,7 @@ def match_detections(gt_xywh: np.ndarray, det_xyxy: np.ndarray, iou_threshold: f
     """Hungarian matching of one image's GT boxes to detections (pairs with IoU ≥ threshold)."""
     if len(gt_xywh) == 0 or len(det_xyxy) == 0:
         return []
-    iou = box_iou_xyxy(xywh_to_xyxy(gt_xywh), det_xyxy)
+    iou = box_iou(xywh_to_xyxy(gt_xywh), det_xyxy)
     rows, cols = linear_sum_assignment(-iou)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= iou_threshold]
 

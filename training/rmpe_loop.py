@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.geometry import affine_compose
 from core.models.sstn import invert_affine
 from core.models.trained_sppe import (SPPEModelSpec, build_sppe_model, build_stn, detransform_heatmaps,
                                       normalise_crops, to_heatmaps)
@@ -73,9 +74,7 @@ class RMPENet(nn.Module):
         return crops, theta, raw
 
 
-def compose_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a ∘ b for batched affine [N, 2, 3] maps."""
-    return torch.cat([a[:, :, :2] @ b[:, :, :2], (a[:, :, :2] @ b[:, :, 2:] + a[:, :, 2:])], 2)
+compose_torch = _compose_np = affine_compose  # a ∘ b for affine [..., 2, 3] maps (core/geometry.py)
 
 
 def main_loss(raw: list[torch.Tensor], box_to_stn: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
@@ -317,10 +316,3 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
                              ckpt if si == resumed_stage else None)
         fit(phase, state, cfg, info, logs, evaluate, start=state.stage_epoch, final=si == len(stages) - 1)
     return logs.result(state)
-
-
-def _compose_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a3 = np.vstack([a, [0, 0, 1]])
-    b3 = np.vstack([b, [0, 0, 1]])
-    return (a3 @ b3)[:2]
-

@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.geometry import (affine_apply, affine_invert, pixel_to_normalised, pixel_to_unit_matrix,
+                           unit_to_pixel_matrix)
+
 __all__ = [
     "roi_to_affine", "crop", "crop_to_image", "image_to_crop", "invert_affine", "rescale_theta",
     "compose_residual", "LocalisationNet", "SymmetricSTN",
@@ -79,21 +82,6 @@ def roi_to_affine(centers, sizes, rotations, out_size: tuple[int, int]):
     return np.concatenate([a, t[..., None]], -1)
 
 
-def _pixel_to_normalised(theta: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
-    """Pixel θ → the normalised θ that ``F.affine_grid(align_corners=False)`` expects."""
-    H, W = in_hw
-    h, w = out_hw
-    dt, dev = theta.dtype, theta.device
-    # normalised output → output px: u = (w/2)·x̂ + (w-1)/2
-    out_inv = torch.tensor([[w / 2.0, 0.0, (w - 1) / 2.0], [0.0, h / 2.0, (h - 1) / 2.0], [0.0, 0.0, 1.0]],
-                           dtype=dt, device=dev)
-    # input px → normalised input: x̂ = (2/W)·x + 1/W - 1
-    in_norm = torch.tensor([[2.0 / W, 0.0, 1.0 / W - 1.0], [0.0, 2.0 / H, 1.0 / H - 1.0]], dtype=dt, device=dev)
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=dev).expand(theta.shape[0], 1, 3)
-    full = torch.cat([theta, bottom], 1)  # [N, 3, 3]
-    return in_norm @ full @ out_inv
-
-
 def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=None) -> torch.Tensor:
     """Bilinear crops [N, C, h, w] of ``images`` [B, C, H, W] through pixel θ [N, 2, 3] (zero padding).
 
@@ -114,7 +102,7 @@ def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=Non
     n = theta.shape[0]
     if n == 0:
         return images.new_zeros((0, C, h, w))
-    theta_n = _pixel_to_normalised(theta, (H, W), (h, w)).to(work.dtype)
+    theta_n = pixel_to_normalised(theta, (H, W), (h, w)).to(work.dtype)
     grid = F.affine_grid(theta_n, [n, C, h, w], align_corners=False)  # [N, h, w, 2]
     if batch_index is None:
         if B == 1:
@@ -143,24 +131,14 @@ def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=Non
 
 
 def _affine_apply(points, theta, inverse: bool):
+    """θ converted to the points' kind (tensor of their dtype/device, or float64 numpy) first."""
     if isinstance(points, torch.Tensor):
         dtype = points.dtype if points.is_floating_point() else torch.float32
-        th = _as_tensor(theta, points, dtype).to(device=points.device, dtype=dtype)
-        if inverse:
-            th = invert_affine(th)
-        shape = points.shape
-        p = points.to(dtype).reshape(th.shape[0], -1, 2)
-        out = p @ th[:, :, :2].transpose(1, 2) + th[:, None, :, 2]
-        return out.reshape(shape)
-    th = theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else np.asarray(theta)
-    th = th.astype(np.float64)
-    if inverse:
-        th = invert_affine(th)
-    pts = np.asarray(points)
-    dtype = pts.dtype if np.issubdtype(pts.dtype, np.floating) else np.float64
-    p = pts.astype(np.float64).reshape(th.shape[0], -1, 2)
-    out = p @ np.swapaxes(th[:, :, :2], 1, 2) + th[:, None, :, 2]
-    return out.reshape(pts.shape).astype(dtype, copy=False)
+        theta = _as_tensor(theta, points, dtype).to(device=points.device, dtype=dtype)
+    else:
+        theta = (theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else np.asarray(theta))
+        theta = theta.astype(np.float64)
+    return affine_apply(points, affine_invert(theta) if inverse else theta)
 
 
 def crop_to_image(points, theta):
@@ -174,15 +152,8 @@ def image_to_crop(points, theta):
 
 
 def invert_affine(theta):
-    """Exact inverse [N, 2, 3] of affine maps θ [N, 2, 3] (closed-form 2×2 inverse; differentiable)."""
-    lib = torch if isinstance(theta, torch.Tensor) else np
-    a, b, tx = theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2]
-    c, d, ty = theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2]
-    det = a * d - b * c
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    itx = -(ia * tx + ib * ty)
-    ity = -(ic * tx + id_ * ty)
-    return lib.stack([lib.stack([ia, ib, itx], -1), lib.stack([ic, id_, ity], -1)], -2)
+    """Exact inverse [N, 2, 3] of affine maps θ [N, 2, 3] (``core.geometry.affine_invert``)."""
+    return affine_invert(theta)
 
 
 def rescale_theta(theta, from_size: tuple[int, int], to_size: tuple[int, int]):
@@ -206,15 +177,12 @@ def compose_residual(theta: torch.Tensor, delta: torch.Tensor, out_size: tuple[i
 
     Working in normalised crop coordinates makes δθ independent of the crop resolution.
     """
-    h, w = out_size
     dt, dev = theta.dtype, theta.device
     eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=dt, device=dev)
     bottom = torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=dev).expand(theta.shape[0], 1, 3)
     m = torch.cat([eye + delta.to(dt), bottom], 1)
-    to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
-                           dtype=dt, device=dev)
-    from_norm = torch.tensor([[w / 2.0, 0.0, (w - 1) / 2.0], [0.0, h / 2.0, (h - 1) / 2.0], [0.0, 0.0, 1.0]],
-                             dtype=dt, device=dev)
+    to_norm = pixel_to_unit_matrix(out_size, theta)
+    from_norm = unit_to_pixel_matrix(out_size, theta)
     full = torch.cat([theta, bottom], 1)
     return (full @ from_norm @ m @ to_norm)[:, :2]
 

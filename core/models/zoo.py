@@ -5,29 +5,16 @@ through :class:`~core.models.tflite_graph.TFLiteGraph` (decoded weights cached a
 pick an execution backend and keep one instance per (model, device, backend, precision, ONNX
 Runtime threads) for the process. Every backend takes and returns torch tensors the same way.
 
-Backends (``RuntimeConfig.backend``):
-- ``eager``: the graph executor as is;
-- ``channels_last``: the same with weights in channels-last memory (the NHWC input already is);
-- ``jit``: ``torch.jit.trace`` + ``torch.jit.freeze`` of the executor (weights become constants,
-  the per-op Python dispatch disappears);
-- ``onnxruntime`` (CPU only): the executor exported to ONNX once (cached next to the .tflite,
-  see core/models/onnx_backend.py) and run by ONNX Runtime's CPU provider with every graph
-  optimisation, sequential execution and ``RuntimeConfig.threads`` intra-op threads (0 = torch's
-  thread count).
+Backends (``RuntimeConfig.backend``): ``eager`` (the graph executor as is), ``channels_last``
+(the same with channels-last weights), ``jit`` (``torch.jit.trace`` + ``freeze``: weights become
+constants, no per-op Python dispatch), ``onnxruntime`` (CPU only: the executor exported to ONNX
+once, cached next to the .tflite, see core/models/onnx_backend.py, run with every graph
+optimisation and ``RuntimeConfig.threads`` intra-op threads, 0 = torch's count).
 
-``auto`` = ``onnxruntime`` on CPU, ``jit`` on CUDA, and ``jit`` on CPU when onnxruntime/onnx are
-not installed (logged). bench/bench_models.py, 2 cores shared with other work, 2 threads, median
-over 7 runs of each run's median, ms at batch 1 / 3 / 8 (LiteRT XNNPACK in the same runs):
-  detector  eager 28.3/71.2/210  channels_last 24.6/64.6/182  jit 23.4/48.6/130
-            onnxruntime 13.1/37.5/109  LiteRT 12.0/36.7/98
-  landmark  eager 29.4/105/208  channels_last 28.4/106/197  jit 23.9/65.0/153
-            onnxruntime 19.4/65.0/180  LiteRT 17.3/52.2/134
-The landmark at batch 3 and 8 swung with the machine's load; in a landmark-only run at steady
-load 2.0 it was jit 28.9/57.5/111, onnxruntime 25.2/39.6/104, LiteRT 20.1/25.7/65. With a thread
-decoding the demo at 30 fps (4 runs): batch 1 jit 35-40 ms, onnxruntime 20-25 ms; batch 3
-onnxruntime 48-54 ms vs jit 69-86 ms in 3 runs, 82 vs 73 ms in one at rising load. ONNX Runtime is
-thus 1.0-1.15x LiteRT on the detector and ~1.1x on the landmark at batch 1, jit 1.3-1.9x.
-``channels_last`` alone gained little on CPU. Outputs stay on the model's device.
+Decision: ``auto`` = ``onnxruntime`` on CPU, ``jit`` on CUDA (and on CPU when onnxruntime/onnx are
+not installed, logged). On CPU ONNX Runtime measured ~1.1x LiteRT XNNPACK at batch 1 where jit was
+1.3-1.9x; figures and how to regenerate them: docs/backends.md (bench/bench_models.py).
+Outputs stay on the model's device.
 
 On CUDA with ``RuntimeConfig.half`` the models run in float16 (channels-last) only if a probe
 shows the drift from float32 stays within ``HALF_REL_TOLERANCE`` of each checked output's range;
@@ -38,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +34,14 @@ import torch
 from torch import nn
 
 from core.assets import artefact_path
-from core.config import RuntimeConfig
+from core.config import Backend, RuntimeConfig
 from core.errors import UserError
 from core.models.onnx_backend import OnnxGraph, onnxruntime_available
 from core.models.tflite_graph import TFLiteGraph
 
 log = logging.getLogger("rmpe.models")
 
-BACKENDS = ("eager", "channels_last", "jit", "onnxruntime")
+BACKENDS = tuple(b for b in typing.get_args(Backend) if b != "auto")
 AUTO_CPU_BACKEND = "onnxruntime"
 AUTO_FALLBACK_BACKEND = "jit"  # auto on CUDA, and on CPU without onnxruntime
 BACKEND_WORDS = {"eager": "eager", "channels_last": "eager, channels-last weights",
@@ -80,13 +68,24 @@ LANDMARK = ModelSpec("pose_landmark_full", (256, 256), (0.0, 1.0), None,
                      ("Identity", "Identity_1", "Identity_3", "Identity_4"))
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None -> cuda when available, else cpu."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but torch sees no CUDA GPU; use --device cpu")
+def resolve_device(device: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
+    """The one device rule (inference and training): ``auto``/None -> cuda when available, else
+    cpu; a bare ``cuda`` becomes ``cuda:<local_rank>`` when a DDP rank is given. A device that is
+    not auto/cpu/cuda[:N], or cuda without a GPU, is a UserError."""
+    text = str(device if device is not None else "auto").lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text != "cpu" and not text.startswith("cuda"):
+        raise UserError(f"unknown device {text!r}; choose auto, cpu or cuda")
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"unknown device {text!r}; choose auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device cuda requested but torch sees no CUDA GPU; use --device cpu")
+        if dev.index is None and local_rank is not None:
+            dev = torch.device("cuda", local_rank)
     return dev
 
 

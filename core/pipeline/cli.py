@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from core.config import Config
+from core.config import Config, choices
 from core.errors import UserError
 from core.io import CocoJsonWriter, CsvWriter, OpenPoseJsonWriter, VideoWriter, open_source
 from core.pipeline.profile import format_table, write_json
@@ -35,30 +35,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--openpose-json", metavar="DIR", help="OpenPose-style JSON, one file per frame")
     out.add_argument("--csv", metavar="PATH", help="CSV: frame, person, track, keypoint, x, y, score")
 
-    model = parser.add_argument_group("model and compute")
-    model.add_argument("--config", metavar="YAML", help="config file (sections as in assets/default.yaml)")
-    model.add_argument("--detector", choices=("blazepose", "hog"), help="person detector")
-    model.add_argument("--sppe", metavar="MODEL", help="pose model: blazepose | hourglass | resnet")
-    model.add_argument("--weights", metavar="PATH", help="checkpoint of a trained SPPE")
-    model.add_argument("--decode", choices=("regression", "dark", "quarter", "argmax"), help="keypoint decoding")
-    model.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device (default auto)")
-    model.add_argument("--backend", metavar="NAME", help="model backend: auto | onnxruntime | eager | channels_last | jit (auto: ONNX Runtime on CPU, jit on CUDA)")
-    model.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (0 = torch default)")
-    model.add_argument("--interval", type=int, metavar="N", help="run the person detector every N frames")
-    model.add_argument("--max-persons", type=int, metavar="N", help="at most N people per frame")
-    model.add_argument("--no-track", action="store_true", help="no tracking (no track ids)")
-    model.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
-    model.add_argument("--refine", choices=("none", "posefix"),
-                       help="pose refinement after pose NMS, before tracking (posefix needs --refine-weights)")
-    model.add_argument("--refine-weights", metavar="CKPT", help="a train posefix checkpoint")
+    add_model_arguments(parser)
 
     run = parser.add_argument_group("run")
-    run.add_argument("--mode", choices=("auto", "file", "live"),
+    run.add_argument("--mode", choices=choices("pipeline", "mode"),
                      help="file: every frame in order; live: newest frame, drop stale (default: by input)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--profile", action="store_true", help="print per-stage timings at the end")
     run.add_argument("--profile-json", metavar="PATH", help="write the profile as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and compute flags that ``config_from_args`` reads (shared with ``batch``)."""
+    model = parser.add_argument_group("model and compute")
+    model.add_argument("--config", metavar="YAML", help="config file (sections as in assets/default.yaml)")
+    model.add_argument("--detector", choices=choices("detector", "name"), help="person detector")
+    model.add_argument("--sppe", choices=choices("sppe", "model"), help="pose model")
+    model.add_argument("--weights", metavar="PATH", help="checkpoint of a trained SPPE")
+    model.add_argument("--decode", choices=choices("sppe", "decode"), help="keypoint decoding")
+    model.add_argument("--device", choices=choices("runtime", "device"), help="compute device (default auto)")
+    model.add_argument("--backend", choices=choices("runtime", "backend"),
+                       help="model backend (auto: ONNX Runtime on CPU, jit on CUDA)")
+    model.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (0 = torch default)")
+    model.add_argument("--interval", type=int, metavar="N", help="run the person detector every N frames")
+    model.add_argument("--max-persons", type=int, metavar="N", help="at most N people per frame")
+    model.add_argument("--no-track", action="store_true", help="no tracking (no track ids)")
+    model.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
+    model.add_argument("--refine", choices=choices("refine", "method"),
+                       help="pose refinement after pose NMS, before tracking (posefix needs --refine-weights)")
+    model.add_argument("--refine-weights", metavar="CKPT", help="a train posefix checkpoint")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -87,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         put("tracking", "enabled", False)
     if args.no_smooth:
         put("smoothing", "enabled", False)
+    if args.fps is not None and not args.fps > 0:
+        raise UserError(f"--fps must be > 0, not {args.fps:g}")
     for name in ("interval", "max_persons", "max_frames", "threads"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "threads" else 1):
@@ -129,9 +137,12 @@ def _run_with_source(args, config: Config, source, sinks) -> int:
 
     log.info("input %s: %dx%d @ %.3g fps%s", source.name, source.width, source.height, source.fps,
              f", {source.num_frames} frames" if source.num_frames else "")
+    from core.cli import build_post_steps  # the composition root: NMS, tracking, smoothing
+
     estimator = PoseEstimator(config, config.runtime.device)  # logs device, backend and torch threads
     pipeline = Pipeline(source, config, sinks=sinks, profile=args.profile or bool(args.profile_json),
-                        estimator=estimator, render=bool(args.out), max_frames=args.max_frames, mode=args.mode)
+                        estimator=estimator, render=bool(args.out), max_frames=args.max_frames, mode=args.mode,
+                        post_steps=build_post_steps(config, source.fps))
     progress = _progress(args, pipeline)
     pipeline.on_result = (lambda _result: progress.update(1)) if progress is not None else None
     interrupted = False

@@ -1,10 +1,10 @@
 """The threaded pipeline: decode → infer → post → sinks, one thread per stage.
 
     source ──decode──▶ [q] ──infer──▶ [q] ──post──▶ [q] ──sinks──▶ render, writers, on_result
-                       estimator.infer  estimator.postprocess,
-                       (detect / ROI    tracker, smoother
-                        track, crop,
-                        SPPE, decode)
+                       estimator.infer  post steps in order
+                       (detect / ROI    (pose NMS → [refine] →
+                        track, crop,     tracking → smoothing;
+                        SPPE, decode)    see core/pipeline/steps.py)
 
 Stages talk through bounded queues; every blocking get/put waits with a short timeout and checks
 the stop flag, so nothing busy-waits and every thread notices a stop within ``POLL_S``.
@@ -21,9 +21,13 @@ Modes
 Public API (also used by the desktop app)
     FrameResult(index, timestamp, frame, poses, captured_at, timings, rendered)
     Pipeline(source, config, sinks=(), on_result=None, profile=False, estimator=None,
-             render=True, max_frames=None, mode=None, hold_at_end=False)
-        estimator     any object with infer / postprocess / reset / device / backend; default
+             render=True, max_frames=None, mode=None, hold_at_end=False, post_steps=None)
+        estimator     any object with infer / reset / device / backend; default
                       ``PoseEstimator(config, config.runtime.device)``
+        post_steps    ordered ``PostStep``s (core/pipeline/steps.py) run by the post stage; the
+                      CLI and the app pass ``core.cli.build_post_steps(config, source.fps)``
+                      (NMS, tracking, smoothing). Default: ``core_post_steps`` (pose NMS only:
+                      ``core`` does not import ``trackers``).
         max_frames    file mode: decode only that many; live mode: stop after that many results
         hold_at_end   a seekable source does not end the run at its last frame: the decoder
                       waits for ``seek`` or ``stop`` (a player's behaviour; ``.at_end`` tells)
@@ -34,8 +38,8 @@ Public API (also used by the desktop app)
         .pause() .resume()      hold / release the decoder (frames in flight still finish)
         .step()                 while paused: let exactly one more frame through
         .seek(frame_index)      seekable sources: continue from that frame; frames in flight
-                                from before the seek are discarded and estimator ROI state,
-                                tracker and smoother are reset (a paused pipeline shows one frame)
+                                from before the seek are discarded and estimator ROI state
+                                and every post step are reset (a paused pipeline shows one frame)
         .update_config(section, **values)
                                 live, thread-safe: the stage that owns the section applies the
                                 values before its next frame (detector, sppe decode options →
@@ -61,13 +65,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, fields
+from typing import Sequence
 
 import numpy as np
 
-from core.config import Config
-from core.errors import UserError
+from core.config import Config, check_value
+from core.errors import UserError, one_line
 from core.io.writers import SourceInfo
 from core.pipeline.profile import DepthRecorder, RateMeter, Recorder, latency_summary
+from core.pipeline.steps import PostStep, core_post_steps
 from core.poses import Poses
 from core.render import draw_poses
 
@@ -146,7 +152,7 @@ class Pipeline:
 
     def __init__(self, source, config: Config | None = None, sinks=(), on_result=None, profile: bool = False,
                  estimator=None, render: bool = True, max_frames: int | None = None, mode: str | None = None,
-                 hold_at_end: bool = False):
+                 hold_at_end: bool = False, post_steps: Sequence[PostStep] | None = None):
         self.source = source
         self.config = config if config is not None else Config.load()
         self.sinks = list(sinks)
@@ -165,15 +171,11 @@ class Pipeline:
 
             estimator = PoseEstimator(self.config, self.config.runtime.device)
         self.estimator = estimator
-        from trackers import PoseSmoother, PoseTracker
-
-        # Both read their config section on every call, so live changes need no rebuild.
-        self._tracker = PoseTracker(self.config.tracking, self.source.fps)
-        self._smoother = PoseSmoother(self.config.smoothing)
-        from core.refine import build_refine_step
-
-        # PoseFix between pose NMS and tracking (None unless refine.method is set)
-        self._refine = build_refine_step(self.config, self.config.runtime.device)
+        # Each step reads its config section on every call, so live changes need no rebuild.
+        self.post_steps: list[PostStep] = list(core_post_steps(self.config) if post_steps is None else post_steps)
+        names = [step.name for step in self.post_steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"post step names must be unique (they key the timings): {names}")
 
         qs = max(1, int(self.config.pipeline.queue_size))
         if self.mode == "live":
@@ -252,7 +254,7 @@ class Pipeline:
             stage, exc = failure
             if isinstance(exc, UserError):
                 raise UserError(f"{stage} stage: {exc}", exit_code=exc.exit_code) from None
-            raise UserError(f"{stage} stage failed: {type(exc).__name__}: {_one_line(exc)}", exit_code=1) from None
+            raise UserError(f"{stage} stage failed: {type(exc).__name__}: {one_line(exc)}", exit_code=1) from None
         if self._source_error is not None:
             raise UserError(f"decode stage: {self._source_error}", exit_code=self._source_error.exit_code) from None
 
@@ -310,12 +312,15 @@ class Pipeline:
         if section not in LIVE_SECTIONS:
             raise UserError(f"config section {section!r} cannot change while running; "
                             f"live sections: {', '.join(LIVE_SECTIONS)}")
-        names = {f.name for f in fields(getattr(self.config, section))}
+        target = getattr(self.config, section)
+        by_name = {f.name: f for f in fields(target)}
+        values = dict(values)
         for key in values:
-            if key not in names:
+            if key not in by_name:
                 raise UserError(f"config: unknown key {section}.{key}")
             if (section, key) in RESTART_KEYS:
                 raise UserError(f"config: {section}.{key} selects a model; it needs a new pipeline")
+            values[key] = check_value(type(target), by_name[key], values[key], f"config: {section}.{key}")
         with self._cfg_lock:
             self._pending.setdefault(section, {}).update(values)
         if not self.running:  # nothing would pick it up: apply now
@@ -445,8 +450,8 @@ class Pipeline:
             yield gen, result
 
     def _reset_post(self) -> None:
-        self._tracker.reset()
-        self._smoother.reset()
+        for step in self.post_steps:
+            step.reset()
 
     def _infer_loop(self) -> None:
         rec = self._rec["infer"]
@@ -467,28 +472,22 @@ class Pipeline:
 
     def _post_loop(self) -> None:
         rec = self._rec["post"]
+        keys = [f"post.{step.name}" for step in self.post_steps]
         for gen, result in self._inbox("post_in", "sinks_in", self._reset_post):
             self._apply_pending("post")
-            t0 = time.perf_counter()
-            poses = self.estimator.postprocess(result.poses)
-            t1 = t_nms = time.perf_counter()
-            if self._refine is not None:
-                poses = self._refine(poses, result.timestamp, result.frame)
-                t1 = time.perf_counter()
-                self._sub_rec("post.refine").add((t1 - t_nms) * 1000)
-                result.timings["post.refine"] = (t1 - t_nms) * 1000
-            poses = self._tracker.update(poses, result.timestamp)
-            t2 = time.perf_counter()
-            poses = self._smoother(poses, result.timestamp)
-            t3 = time.perf_counter()
+            t0 = t = time.perf_counter()
+            poses = result.poses
+            for key, step in zip(keys, self.post_steps):
+                poses = step(poses, result.timestamp, result.frame)
+                now = time.perf_counter()
+                self._sub_rec(key).add((now - t) * 1000)
+                result.timings[key] = (now - t) * 1000
+                t = now
             result.poses = poses
-            for key, a, b in (("nms", t0, t_nms), ("track", t1, t2), ("smooth", t2, t3)):
-                self._sub_rec(f"post.{key}").add((b - a) * 1000)
-                result.timings[f"post.{key}"] = (b - a) * 1000
-            rec.add((t3 - t0) * 1000)
-            result.timings["post"] = (t3 - t0) * 1000
-            self._latency.add((t3 - result.captured_at) * 1000)
-            result.timings["latency"] = (t3 - result.captured_at) * 1000
+            rec.add((t - t0) * 1000)
+            result.timings["post"] = (t - t0) * 1000
+            self._latency.add((t - result.captured_at) * 1000)
+            result.timings["latency"] = (t - result.captured_at) * 1000
             if not self._put("sinks_in", (gen, result)):
                 return
 
@@ -546,14 +545,8 @@ class Pipeline:
                 del self._pending[s]
         for section, values in mine.items():
             target = getattr(self.config, section)
-            before = {k: getattr(target, k) for k in values}
             for key, value in values.items():
                 setattr(target, key, value)
-            # A filter switched back on starts from scratch rather than from stale state.
-            if values.get("enabled") and not before.get("enabled", True):
-                obj = {"tracking": self._tracker, "smoothing": self._smoother}.get(section)
-                if obj is not None:
-                    obj.reset()
             hook = getattr(self.estimator, "config_changed", None)
             if stage == "infer" and hook is not None:
                 hook(section, values)
@@ -584,7 +577,3 @@ class Pipeline:
             "backend": str(getattr(self.estimator, "backend", "")),
         }
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -52,3 +52,44 @@ def test_pseudo_label_needs_an_input(capsys, cli):
     with pytest.raises(SystemExit) as exc:
         cli(["train", "pseudo-label", "--out", "x"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["optim.lr=abc"], ["optim.lr must be a number", "'abc'"]),
+    (["optim.lr=-0.1"], ["optim.lr must be > 0"]),
+    (["optim.epochs=-1"], ["optim.epochs must be >= 0"]),
+    (["optim.batch_size=0"], ["optim.batch_size must be >= 1"]),
+    (["optim.schedule=linear"], ["optim.schedule must be one of cosine, step"]),
+    (["eval.every=0"], ["eval.every must be >= 1"]),
+    (["eval.decode=regression"], ["eval.decode must be one of dark, quarter, argmax"]),
+    (["run.progress=maybe"], ["run.progress must be true or false"]),
+    (["run.threads=-2"], ["run.threads must be >= 0"]),
+    (["pgpg.iou_threshold=2"], ["pgpg.iou_threshold must be >= 0 and <= 1"]),
+    (["pgpg.box_source=gt"], ["pgpg.box_source must be one of detector, file, jitter"]),
+    (["rmpe.stages=[{name: a, lr: abc}]"], ["rmpe.stages: lr must be a number"]),
+    (["optim.milestones=[a, b]"], ["optim.milestones must be a list of numbers"]),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_bad_set_values_are_one_line_errors_before_any_work(tmp_path, capsys, cli, sets, words):
+    args = ["train", "sppe", "--config", str(ASSETS_DIR / "train_sppe_ci.yaml"), "--out", str(tmp_path / "o")]
+    for s in sets:
+        args += ["--set", s]
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and all(w in err[0] for w in words), err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--num-images", "0"], ["--num-images must be >= 1"]),
+    (["--size", "0", "128"], ["--size H W must each lie in [32, 8192]"]),
+    (["--size", "96", "-5"], ["--size H W"]),
+    (["--size", "100000", "128"], ["--size H W"]),
+    (["--people", "3", "1"], ["--people MIN MAX"]),
+    (["--people", "-1", "2"], ["--people MIN MAX"]),
+    (["--video", "-1"], ["--video must be >= 0"]),
+])
+def test_bad_synthetic_sizes_are_one_line_errors(tmp_path, capsys, cli, flags, words):
+    assert cli(["train", "synthetic", "--out", str(tmp_path / "syn"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert not (tmp_path / "syn").exists()

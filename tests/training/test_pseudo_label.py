@@ -43,3 +43,22 @@ def test_filters_people_and_keypoints():
     assert len(anns) == 1  # person 1 has too few keypoints, person 2 too low a score
     assert anns[0]["image_id"] == 7 and anns[0]["num_keypoints"] == 17
     assert anns[0]["bbox"] == [5.0, 5.0, 90.0, 90.0]
+
+
+def test_collection_through_the_batch_runner(demo_video, blazepose_models, tmp_path, cli):
+    from bench.bench_batch import make_clips
+    from core.batch import Manifest, verify
+
+    clips = make_clips(demo_video, tmp_path / "clips", 2, 6, width=640)
+    out = tmp_path / "labels"
+    args = ["train", "pseudo-label", "--collection", *map(str, clips), "--out", str(out), "--every", "3",
+            "--workers", "1", "--no-progress"]
+    assert cli(args) == 0
+    records = Manifest(out).records()
+    assert [(r["name"], r["job"], r["status"], r["frames"]) for r in records] == \
+        [("clip_0", "pseudo-label", "ok", 2), ("clip_1", "pseudo-label", "ok", 2)]
+    for r in records:
+        assert verify(r, out)
+        coco = COCO(str(out / r["outputs"]["annotations"]))
+        assert [img["frame_index"] for img in coco.loadImgs(coco.getImgIds())] == [0, 3]
+    assert cli(args) == 0 and len(Manifest(out).records()) == 2  # complete: nothing redone

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.errors import UserError
+from core.geometry import affine_compose
 from core.heatmaps import HeatmapCodec
 from core.models.sstn import image_to_crop, invert_affine, roi_to_affine
 from core.skeleton import get_skeleton
@@ -118,11 +119,7 @@ def crop_theta(centre, size_wh, rotation_rad: float, out_size, flip: bool = Fals
     return theta
 
 
-def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a ∘ b for affine [2, 3] maps."""
-    a3 = np.vstack([a, [0, 0, 1]])
-    b3 = np.vstack([b, [0, 0, 1]])
-    return (a3 @ b3)[:2]
+compose = affine_compose  # a ∘ b for affine [2, 3] maps (core/geometry.py)
 
 
 def warp(image: np.ndarray, theta: np.ndarray, out_size) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -55,8 +56,9 @@ def poses_to_annotations(poses, image_id: int, first_id: int, width: int, height
 def pseudo_label(out_dir: str | Path, video: str | None = None, images: str | None = None,
                  app_config: str | None = None, every: int = 1, max_frames: int = 0, min_score: float = 0.5,
                  keypoint_threshold: float = 0.5, min_keypoints: int = 5, device: str = "auto",
-                 estimator=None) -> dict:
-    """Label every ``every``-th frame of a video or image folder; returns a summary dict."""
+                 estimator=None, progress: bool = True) -> dict:
+    """Label every ``every``-th frame of a video or image folder; returns a summary dict.
+    ``progress=False``: no progress bar (batch workers show their own)."""
     from core.config import Config
     from core.estimator import PoseEstimator
     from core.evaluation.coco_eval import person_category
@@ -74,13 +76,13 @@ def pseudo_label(out_dir: str | Path, video: str | None = None, images: str | No
     data = {"info": {"description": f"pseudo-labels of {source.name} by the RMPE-Live estimator",
                      "min_score": min_score, "keypoint_threshold": keypoint_threshold},
             "images": [], "annotations": [], "categories": [person_category()]}
-    progress = None
+    bar = None
     try:
         from tqdm import tqdm
 
         total = source.num_frames // every if source.num_frames else None
-        progress = tqdm(total=total if not max_frames else min(total or max_frames, max_frames),
-                        desc="pseudo-labelling", unit="frame")
+        bar = tqdm(total=total if not max_frames else min(total or max_frames, max_frames),
+                   desc="pseudo-labelling", unit="frame", disable=not progress)
         while True:
             frame = source.read()
             if frame is None or (max_frames and len(data["images"]) >= max_frames):
@@ -100,10 +102,10 @@ def pseudo_label(out_dir: str | Path, video: str | None = None, images: str | No
                                                         min_score, keypoint_threshold, min_keypoints)
             if image_id % 25 == 0:
                 _write(ann_path, data)
-            progress.update(1)
+            bar.update(1)
     finally:
-        if progress is not None:
-            progress.close()
+        if bar is not None:
+            bar.close()
         source.close()
         _write(ann_path, data)
     log.info("pseudo-labels: %d people on %d frames -> %s", len(data["annotations"]), len(data["images"]), ann_path)
@@ -114,3 +116,35 @@ def _write(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
+
+
+@dataclass
+class PseudoLabelJob:
+    """``pseudo_label`` as a ``core.batch`` job: per video ``OUT/<name>/images/*.jpg`` and
+    ``OUT/<name>/annotations.json``, on local workers or Ray, with the batch manifest and resume."""
+
+    app_config: str | None = None
+    every: int = 1
+    max_frames: int = 0
+    min_score: float = 0.5
+    keypoint_threshold: float = 0.5
+    min_keypoints: int = 5
+    device: str = "auto"
+    kind: str = "pseudo-label"
+
+    def load(self, threads: int):
+        from core.config import Config
+        from core.estimator import PoseEstimator
+
+        config = Config.load(self.app_config)
+        config.update({"detector": {"interval": 1}, "sppe": {"keypoint_layout": "coco17"},
+                       "runtime": {"threads": int(threads)}})
+        return PoseEstimator(config, device=self.device)
+
+    def run(self, state, video: str, dest: Path, name: str, progress=None) -> dict:
+        summary = pseudo_label(dest, video=video, app_config=self.app_config, every=self.every,
+                               max_frames=self.max_frames, min_score=self.min_score,
+                               keypoint_threshold=self.keypoint_threshold, min_keypoints=self.min_keypoints,
+                               estimator=state, progress=False)
+        return {"frames": summary["frames"], "video_fps": None,
+                "outputs": {"annotations": "annotations.json", "images": "images"}}

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from core.cli import build_post_steps
 from core.config import Config
 from core.errors import UserError
 from core.io import CocoJsonWriter, PatternSource, pattern_index
@@ -22,6 +23,11 @@ def _config(**sections) -> Config:
     return cfg
 
 
+def _pipeline(source, config: Config, **kw) -> Pipeline:
+    """The pipeline as the CLI and the app compose it (NMS, tracking, smoothing)."""
+    return Pipeline(source, config, post_steps=build_post_steps(config, source.fps), **kw)
+
+
 def _collect(pipeline: Pipeline) -> list[FrameResult]:
     out: list[FrameResult] = []
     pipeline.on_result = out.append
@@ -32,7 +38,7 @@ def _collect(pipeline: Pipeline) -> list[FrameResult]:
 def test_file_mode_keeps_every_frame_in_order(pattern_estimator, queue_size):
     est = pattern_estimator(jitter_s=0.004)
     cfg = _config(pipeline={"queue_size": queue_size})
-    p = Pipeline(PatternSource(96, 64, num_frames=120), cfg, estimator=est, render=True)
+    p = _pipeline(PatternSource(96, 64, num_frames=120), cfg, estimator=est, render=True)
     results = _collect(p)
     p.start()
     p.wait()
@@ -54,7 +60,7 @@ def test_live_mode_drops_stale_frames_and_bounds_latency(pattern_estimator):
     """A 200 fps source against a 25 ms stage: infer always takes the newest frame."""
     period = 1 / 200
     est = pattern_estimator(delay_s=0.025)
-    p = Pipeline(PatternSource(96, 64, fps=200, live=True), _config(), estimator=est, render=False,
+    p = _pipeline(PatternSource(96, 64, fps=200, live=True), _config(), estimator=est, render=False,
                  max_frames=40)
     results = _collect(p)
     p.start()
@@ -75,7 +81,7 @@ def test_live_mode_drops_stale_frames_and_bounds_latency(pattern_estimator):
 
 def test_live_mode_paces_a_file_source_in_real_time(pattern_estimator):
     est = pattern_estimator()
-    p = Pipeline(PatternSource(64, 48, fps=100, num_frames=30), _config(), estimator=est, render=False,
+    p = _pipeline(PatternSource(64, 48, fps=100, num_frames=30), _config(), estimator=est, render=False,
                  mode="live")
     results = _collect(p)
     t0 = time.perf_counter()
@@ -98,7 +104,7 @@ def test_stage_failure_stops_every_thread_within_two_seconds(pattern_estimator, 
 
     est = pattern_estimator(fail_at=5 if where == "infer" else None, delay_s=0.002)
     sinks = [FailingSink()] if where == "sinks" else []
-    p = Pipeline(PatternSource(64, 48), _config(), estimator=est, sinks=sinks, render=False,
+    p = _pipeline(PatternSource(64, 48), _config(), estimator=est, sinks=sinks, render=False,
                  on_result=fail_callback if where == "on_result" else None)
     p.start()  # endless source: only the failure ends this run
     t0 = time.perf_counter()
@@ -136,7 +142,7 @@ def test_source_error_mid_stream_keeps_decoded_frames(tmp_path, pattern_estimato
     bad.write_bytes(bytes(data))
     source = VideoFileSource(bad)
     json_path = tmp_path / "out.json"
-    p = Pipeline(source, _config(), estimator=pattern_estimator(), sinks=[CocoJsonWriter(json_path)], render=False)
+    p = _pipeline(source, _config(), estimator=pattern_estimator(), sinks=[CocoJsonWriter(json_path)], render=False)
     results = _collect(p)
     p.start()
     with pytest.raises(UserError, match=r"^decode stage: .*" + message) as info:
@@ -151,7 +157,7 @@ def test_source_error_mid_stream_keeps_decoded_frames(tmp_path, pattern_estimato
 
 def test_pause_step_resume(pattern_estimator):
     est = pattern_estimator()
-    p = Pipeline(PatternSource(64, 48, num_frames=50), _config(), estimator=est, render=False)
+    p = _pipeline(PatternSource(64, 48, num_frames=50), _config(), estimator=est, render=False)
     results = _collect(p)
     p.pause()
     p.start()
@@ -171,7 +177,7 @@ def test_pause_step_resume(pattern_estimator):
 
 def test_seek_discards_in_flight_frames_and_resets_state(pattern_estimator):
     est = pattern_estimator(delay_s=0.003)
-    p = Pipeline(PatternSource(64, 48, num_frames=400), _config(), estimator=est, render=False)
+    p = _pipeline(PatternSource(64, 48, num_frames=400), _config(), estimator=est, render=False)
     results = _collect(p)
     p.start()
     _wait_for(lambda: len(results) >= 10)
@@ -186,7 +192,7 @@ def test_seek_discards_in_flight_frames_and_resets_state(pattern_estimator):
 
 def test_seek_while_paused_shows_one_frame(pattern_estimator):
     est = pattern_estimator()
-    p = Pipeline(PatternSource(64, 48, num_frames=100), _config(), estimator=est, render=False)
+    p = _pipeline(PatternSource(64, 48, num_frames=100), _config(), estimator=est, render=False)
     results = _collect(p)
     p.pause()
     p.start()
@@ -205,7 +211,7 @@ def test_update_config_is_applied_by_the_owning_stage(pattern_estimator):
         seen.append((r.index, p.config.render.keypoint_threshold, r.poses.track_ids[0]))
 
     est = pattern_estimator(delay_s=0.002)
-    p = Pipeline(PatternSource(64, 48, num_frames=200), _config(), estimator=est, render=True, on_result=on_result)
+    p = _pipeline(PatternSource(64, 48, num_frames=200), _config(), estimator=est, render=True, on_result=on_result)
     p.start()
     _wait_for(lambda: len(seen) >= 20)
     p.update_config("render", keypoint_threshold=0.95)  # above the stick person's 0.9: nothing drawn
@@ -221,19 +227,19 @@ def test_update_config_is_applied_by_the_owning_stage(pattern_estimator):
     ("sppe", {"model": "hourglass"}, "needs a new pipeline"),
 ])
 def test_update_config_rejects_what_cannot_change_live(pattern_estimator, section, values, message):
-    p = Pipeline(PatternSource(64, 48, num_frames=1), _config(), estimator=pattern_estimator(), render=False)
+    p = _pipeline(PatternSource(64, 48, num_frames=1), _config(), estimator=pattern_estimator(), render=False)
     with pytest.raises(UserError, match=message):
         p.update_config(section, **values)
 
 
 def test_update_config_before_start_applies_at_once(pattern_estimator):
-    p = Pipeline(PatternSource(64, 48, num_frames=1), _config(), estimator=pattern_estimator(), render=False)
+    p = _pipeline(PatternSource(64, 48, num_frames=1), _config(), estimator=pattern_estimator(), render=False)
     p.update_config("detector", score_threshold=0.77)
     assert p.config.detector.score_threshold == 0.77
 
 
 def test_stats_profile_and_table(pattern_estimator):
-    p = Pipeline(PatternSource(64, 48, num_frames=60), _config(), estimator=pattern_estimator(delay_s=0.002),
+    p = _pipeline(PatternSource(64, 48, num_frames=60), _config(), estimator=pattern_estimator(delay_s=0.002),
                  render=True, profile=True)
     p.start()
     p.wait()
@@ -261,7 +267,7 @@ def test_latest_slot_keeps_newest_and_never_drops_the_end():
 
 
 def test_max_frames_in_file_mode(pattern_estimator):
-    p = Pipeline(PatternSource(64, 48), _config(), estimator=pattern_estimator(), render=False, max_frames=25)
+    p = _pipeline(PatternSource(64, 48), _config(), estimator=pattern_estimator(), render=False, max_frames=25)
     results = _collect(p)
     p.start()
     p.wait()
@@ -269,7 +275,7 @@ def test_max_frames_in_file_mode(pattern_estimator):
 
 
 def test_stop_from_another_thread_ends_an_endless_live_run(pattern_estimator):
-    p = Pipeline(PatternSource(64, 48, fps=500, live=True), _config(), estimator=pattern_estimator(), render=False)
+    p = _pipeline(PatternSource(64, 48, fps=500, live=True), _config(), estimator=pattern_estimator(), render=False)
     p.start()
     threading.Timer(0.3, p.stop).start()
     t0 = time.perf_counter()
@@ -286,7 +292,7 @@ def _wait_for(cond, timeout: float = 5.0) -> None:
 
 
 def test_hold_at_end_waits_for_a_seek_then_stops_on_request(pattern_estimator):
-    p = Pipeline(PatternSource(64, 48, num_frames=20), _config(), estimator=pattern_estimator(), render=False,
+    p = _pipeline(PatternSource(64, 48, num_frames=20), _config(), estimator=pattern_estimator(), render=False,
                  hold_at_end=True)
     results = _collect(p)
     p.start()
