@@ -76,8 +76,7 @@ class PoseFixRefiner:
             return out
         xy = poses.keypoints[idx, :, :2].astype(np.float64)
         theta = pose_crop_theta(xy, valid[idx], self.spec)
-        frame = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
-        crops = crop(frame, torch.from_numpy(theta).to(self.device, torch.float32), self.spec.input_size) / 255.0
+        crops = self._crops(image, theta)
         mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
         from core.models.sstn import image_to_crop
@@ -87,6 +86,21 @@ class PoseFixRefiner:
         refined = refine_crops(self.net, (crops - mean) / std, pose_xy, pose_valid, self.flip_test)
         out.keypoints[idx, :, :2] = crop_to_image(refined.double().cpu().numpy(), theta)
         return out
+
+
+    def _crops(self, image: np.ndarray, theta: np.ndarray) -> torch.Tensor:
+        """RGB crops [N, 3, h, w] in [0, 1] on the device. CPU: one small ``cv2.warpAffine`` per
+        person (the frame is never converted whole); CUDA: the uint8 frame goes up once and one
+        ``grid_sample`` cuts every crop."""
+        size = self.spec.input_size
+        if self.device.type == "cpu":
+            import cv2
+
+            out = np.stack([cv2.warpAffine(image, t, (size[1], size[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)) for t in theta])
+            return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        frame = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None]
+        return crop(frame, torch.from_numpy(theta).to(self.device, torch.float32), size).float() / 255.0
 
 
 class RefineStep:
