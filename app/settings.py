@@ -65,10 +65,9 @@ class Settings:
     def save(self) -> None:
         """Write atomically so a crash mid-write never leaves a half file behind."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".yaml.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            yaml.safe_dump(self.data, f, sort_keys=True)
-        os.replace(tmp, self.path)
+        from core.fileio import atomic_write_text
+
+        atomic_write_text(self.path, yaml.safe_dump(self.data, sort_keys=True))
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]

@@ -78,4 +78,7 @@ def artefact_path(name: str) -> Path:
     art = artefact(name)
     if not is_installed(name):
         raise ModelsNotInstalled(f"{name} ({art.path})")
+    from core.models.verify import check_file
+
+    check_file(art.path, art.sha256)  # a stat when stamped as verified; else hashed once
     return art.path

@@ -34,7 +34,7 @@ TrackingDistance = Literal["oks_iou", "oks", "iou", "l2"]
 SmoothingMethod = Literal["one_euro", "kalman"]
 Device = Literal["auto", "cpu", "cuda"]
 Backend = Literal["auto", "onnxruntime", "eager", "channels_last", "jit"]
-PipelineMode = Literal["auto", "file", "live"]
+PipelineMode = Literal["auto", "file", "realtime", "live"]  # live = realtime; see core.pipeline.runner
 RefineMethod = Literal["none", "posefix"]
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 
+from core.jit import kernel
+
 __all__ = ["METHODS", "gaussian_kernel_1d", "decode_heatmaps", "encode_heatmaps", "encode_heatmaps_batch",
            "crop_to_heatmap", "heatmap_to_crop", "DECODE_METHODS", "HeatmapCodec"]
 
@@ -59,7 +61,7 @@ def gaussian_kernel_1d(ksize: int) -> np.ndarray:
     return g / g.sum()
 
 
-@numba.njit(cache=True)
+@kernel()
 def _full_blur_max(hm, g, r):
     H, W = hm.shape
     tmp = np.zeros((H, W))
@@ -84,7 +86,7 @@ def _full_blur_max(hm, g, r):
     return best
 
 
-@numba.njit(cache=True)
+@kernel()
 def _dark_offset(hm, g, px, py, vmax):
     """DARK Newton step at the argmax (px, py); returns (dx, dy) or (0, 0) where DARK does not refine."""
     H, W = hm.shape
@@ -140,14 +142,14 @@ def _dark_offset(hm, g, px, py, vmax):
     return -(dyy * dx - dxy * dy) / det, -(dxx * dy - dxy * dx) / det
 
 
-@numba.njit(cache=True, inline="always")
+@kernel(inline="always")
 def _order_key(i):
     """int32 key with the order of the float32 whose bits are ``i`` (integer max vectorises; float max
     would need fastmath)."""
     return i ^ ((i >> 31) & np.int32(0x7FFFFFFF))
 
 
-@numba.njit(cache=True)
+@kernel()
 def _argmax(bits):
     """First (x, y) of the maximum of a float32 map given as its int32 bit pattern [H, W]."""
     H, W = bits.shape
@@ -166,7 +168,7 @@ def _argmax(bits):
     return 0, by
 
 
-@numba.njit(cache=True, inline="always")
+@kernel(inline="always")
 def _decode_one(maps, bits, m, method, g, coords, scores):
     hm = maps[m]
     H, W = hm.shape
@@ -191,14 +193,18 @@ def _decode_one(maps, bits, m, method, g, coords, scores):
     coords[m, 1] = cy
 
 
-@numba.njit(cache=True, parallel=True)
+# maps [M, H, W], method id, Gaussian g, coords [M, 2], scores [M]: the only types decode_heatmaps passes
+_DECODE_SIG = "(float32[:, :, ::1], int64, float64[::1], float32[:, ::1], float32[::1])"
+
+
+@kernel(_DECODE_SIG, parallel=True)
 def _decode_parallel(maps, method, g, coords, scores):
     bits = maps.view(np.int32)
     for m in numba.prange(maps.shape[0]):
         _decode_one(maps, bits, m, method, g, coords, scores)
 
 
-@numba.njit(cache=True)
+@kernel(_DECODE_SIG)
 def _decode_serial(maps, method, g, coords, scores):
     bits = maps.view(np.int32)
     for m in range(maps.shape[0]):

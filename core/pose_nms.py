@@ -22,9 +22,9 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numba
 import numpy as np
 
+from core.jit import kernel
 from core.poses import Poses
 
 __all__ = ["NMSParams", "PRESETS", "get_params", "pose_nms", "pose_nms_arrays"]
@@ -85,14 +85,14 @@ def get_params(preset: str = "paper", **overrides) -> NMSParams:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
-@numba.njit(cache=True, inline="always")
+@kernel(inline="always")
 def _hterm(q, scale_inv, form):
     """One H_sim term for squared distance q: exp(−q/(S²σ2)) (paper) or exp(−√q/δ2) (port);
     ``scale_inv`` is 1/(S²σ2) or 1/δ2 (a multiply instead of divisions in the inner loop)."""
     return np.exp(-q * scale_inv) if form == 0 else np.exp(-np.sqrt(q) * scale_inv)
 
 
-@numba.njit(cache=True)
+@kernel()
 def _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_count, d2):
     """Whether pose i is redundant to reference pose j (K_sim + λ·H_sim > η, or the match rule)."""
     k = tconf.shape[1]
@@ -125,7 +125,7 @@ def _similar(xy, tconf, i, j, s, form, sigma2, lam, eta, part, match_r, match_co
     return False
 
 
-@numba.njit(cache=True)
+@kernel()
 def _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_count, match_cap):
     """owner[i] = index of the kept pose that eliminated pose i (kept poses own themselves)."""
     n, k = tconf.shape
@@ -175,7 +175,7 @@ def _greedy(xy, tconf, order, scale, form, sigma2, lam, eta, part, alpha, match_
     return owner
 
 
-@numba.njit(cache=True)
+@kernel()
 def _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap):
     """Per kept pose (greedy order): score-weighted average of its cluster's keypoints that lie
     within the merge distance of its own → (kept [M], xy [M, K, 2], scores Σc²/Σc [M, K])."""
@@ -223,7 +223,7 @@ def _merge(xy, conf, owner, order, scale, form, part, alpha, merge_cap):
     return kept[:m], out_xy, out_c
 
 
-@numba.njit(cache=True)
+@kernel("(float64[:, :, ::1], float64[:, ::1], float64[:, ::1], float64[::1], float64[::1])")
 def _pose_nms(kp, tconf, boxes, scores, prm):
     """The whole NMS in one call (one dispatch): order, scales, greedy elimination, merge, filter."""
     n, k = kp.shape[0], kp.shape[1]

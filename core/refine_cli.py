@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 
 from core.errors import UserError
 
@@ -32,6 +30,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from core.config import Config
     from core.evaluation.coco_eval import read_json
+    from core.fileio import atomic_write_text
     from core.io.sources import open_source
     from core.io.writers import check_output_path
     from core.refine import PoseFixRefiner, refine_results, results_by_frame
@@ -60,8 +59,6 @@ def run(args) -> int:
         refined = refine_results(frames(), source.num_frames if args.images else None, results, refiner, args.dt)
     finally:
         source.close()
-    tmp = out.with_name(f".{out.name}.part")
-    tmp.write_text(json.dumps(refined) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(refined) + "\n")
     log.info("refined %d people on %d frames → %s", len(refined), len({r['image_id'] for r in refined}), out)
     return 0

@@ -9,6 +9,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see c
 import numpy as np
 import pytest
 
+import core.jit  # noqa: F401,E402 - pins numba's cache to the real app cache before a test moves RMPE_LIVE_CACHE
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 

@@ -11,7 +11,6 @@ Files are written to a temporary name and renamed, so an interrupted save never 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -50,9 +49,10 @@ def save_checkpoint(path: str | Path, *, kind: str, spec: SPPEModelSpec, config:
         ckpt.update(state.checkpoint_fields())
     if extra:
         ckpt.update(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    from core.fileio import atomic_write
+
+    with atomic_write(path) as tmp:
+        torch.save(ckpt, tmp)
     return path
 
 

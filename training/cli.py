@@ -118,6 +118,8 @@ def run(args) -> int:
     if args.task == "pseudo-label":
         from training.datasets.pseudo_label import pseudo_label
 
+        _check_pseudo_label_paths(args)
+
         summary = pseudo_label(video=args.video, images=args.images, out_dir=args.out, app_config=args.config,
                                every=args.every, max_frames=args.max_frames, min_score=args.min_score,
                                keypoint_threshold=args.keypoint_threshold, device=args.device)
@@ -134,7 +136,16 @@ def run(args) -> int:
                                         keypoint_threshold=args.keypoint_threshold, device=args.device)
         print(json.dumps(summary))
         return 0
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs}: give at least 1 (0 epochs would train nothing and save an "
+                        "untrained model)")
     cfg = _load(args)
+    if args.task in ("sppe", "posefix") and cfg.optim.epochs < 1:
+        raise UserError(f"optim.epochs {cfg.optim.epochs}: give at least 1 (0 epochs would train nothing and save "
+                        "an untrained model)")
+    from training.common import check_data_sources
+
+    check_data_sources(cfg, ("train",) if args.task == "pgpg" else ("train", "val"))  # missing data is reported now, before any synthesis or model building
     if args.task == "sppe":
         from training.sppe_loop import run_sppe
 
@@ -156,6 +167,31 @@ def run(args) -> int:
     if "best_ap" in result:
         log.info("done: best AP %.4f; checkpoints %s, %s", result["best_ap"], result["last"], result["best"])
     return 0
+
+
+def _check_pseudo_label_paths(args) -> None:
+    """The labelled images and annotations must not land on the input (symlinks resolved)."""
+    import glob
+    import os
+    from pathlib import Path
+
+    from core.fileio import check_distinct_paths
+
+    out = Path(args.out)
+    inputs = [("--video", args.video), ("--config", args.config)]
+    if args.images:
+        if os.path.isdir(args.images):
+            inputs.append(("--images", args.images))
+            inputs += [("--images", p) for p in glob.glob(os.path.join(glob.escape(args.images), "*"))]
+        else:
+            inputs += [("--images", p) for p in (glob.glob(args.images) or [args.images])]
+    check_distinct_paths([("--out (images folder)", out / "images"), ("--out (annotations)", out / "annotations.json")],
+                         inputs)
+    images_dir = (out / "images").resolve()
+    for flag, path in inputs:
+        if path and Path(path).resolve().parent == images_dir:
+            raise UserError(f"{flag} {path} lies in {out / 'images'}, where the labelled frames are written; "
+                            "choose another --out")
 
 
 def _synthetic(args) -> int:

@@ -135,9 +135,9 @@ class PGPGModel:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        tmp.replace(path)
+        from core.fileio import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()))
         return path
 
     @classmethod

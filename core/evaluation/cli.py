@@ -30,7 +30,9 @@ def add_arguments(parser) -> None:
 
 
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    from core.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def run(args) -> int:
@@ -39,6 +41,11 @@ def run(args) -> int:
 
     if not 0.0 < args.match_oks < 1.0:
         raise UserError(f"--match-oks must lie in (0, 1), got {args.match_oks}")
+    from core.fileio import check_distinct_paths
+
+    out = Path(args.out)  # what this command writes must not be what it reads
+    check_distinct_paths([("--out", out / name) for name in ("eval.json", "report.md", "diagnosis.json", "plots")],
+                         [("--gt", args.gt), ("--dt", args.dt)])
     gt = load_ground_truth(args.gt)
     results = load_results(args.dt, gt)
     baseline = load_results(args.baseline, gt) if args.baseline else None

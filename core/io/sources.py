@@ -9,6 +9,9 @@ Every source has the same small interface, used by the pipeline's decode stage:
     live                 True when frames arrive in real time (camera, stream): stale ones may be dropped
     seekable             True when ``seek`` works
     read() -> SourceFrame | None      next frame, None at the end; raises UserError on bad data
+    skip() -> bool                    pass over the next frame (False at the end); video files skip
+                                      the RGB conversion (real-time playback of a file skips the
+                                      frames inference cannot keep up with)
     seek(index)                       next ``read`` returns frame ``index`` (seekable sources)
     close()
 
@@ -78,6 +81,9 @@ class Source:
 
     def read(self) -> SourceFrame | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def skip(self) -> bool:
+        return self.read() is not None
 
     def seek(self, index: int) -> None:
         raise UserError(f"{self.name}: this source cannot seek")
@@ -166,6 +172,16 @@ class _AVSource(Source):
             image = frame.to_ndarray(format="rgb24", width=self._out_size[0], height=self._out_size[1],
                                      interpolation="AREA")
         return SourceFrame(index, timestamp, image, time.perf_counter())
+
+    def skip(self) -> bool:
+        """Decode the next frame (later frames depend on it) but do not convert it to RGB."""
+        frame = self._pending if self._pending is not None else self._next_av_frame()
+        self._pending = None
+        if frame is None:
+            self._check_complete()
+            return False
+        self._next_index += 1
+        return True
 
     _close_lock = threading.Lock()  # PyAV frees the container twice if two threads close it at once
 
@@ -351,15 +367,28 @@ def _call_with_timeout(fn, timeout: float):
 class ImageSource(Source):
     """Images from a folder (sorted by name) or a glob pattern, at a nominal ``fps``.
 
-    Images of another size than the first are resized to the first one's size, so every sink sees a
-    constant frame size.
+    Each image keeps its own geometry: it is delivered at its own size, turned upright by its EXIF
+    orientation, so keypoints come out in that image's own pixels (``sizes`` lists every image's
+    (width, height); ``width``/``height`` are the first image's; ``mixed_sizes`` says whether they
+    differ — a video output then cannot hold them and the run CLI refuses ``--out``). The pipeline
+    treats a change of frame size as a new scene (ROIs, tracks and smoothing start afresh).
+
+    Headers are read up front (cheap): a file that is not a readable image is skipped with a
+    warning naming it, or is a ``UserError`` when ``strict``. A truncated image (JPEG without its
+    end marker, PNG without IEND) is decoded as far as it goes with a warning naming it (fatal
+    when ``strict``; ``skip_unreadable`` is the inverse of ``strict``). Skipped files are named in
+    ``skipped``. Frame ``index`` is the file's position in ``files``; a file that fails to decode
+    later is skipped (its index is missing from the outputs).
     """
 
     seekable = True
 
-    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS):
+    def __init__(self, spec: str | os.PathLike, fps: float = DEFAULT_FPS, strict: bool = False,
+                 skip_unreadable: bool | None = None):
         spec = str(spec)
         self.name = spec
+        self.strict = bool(strict) if skip_unreadable is None else not skip_unreadable
+        self.skipped: set[str] = set()  # files passed over (unreadable), for a viewer to report
         is_glob = False
         if os.path.isdir(spec):
             files = [os.path.join(spec, f) for f in os.listdir(spec)]
@@ -369,36 +398,99 @@ class ImageSource(Source):
             files = [spec]
         else:
             raise UserError(f"image folder or pattern not found: {spec}")
-        self.files = sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(f))
-        if not self.files:
+        candidates = sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(f))
+        if not candidates:
             where = f"match {spec}" if is_glob else f"in {spec}"
             raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) {where}")
+        self.files, self.sizes = [], []
+        for path in candidates:
+            size = self._header_size(path)
+            if size is not None:
+                self.files.append(path)
+                self.sizes.append(size)
+        if not self.files:
+            raise UserError(f"no readable images in {spec} ({len(candidates)} skipped)")
         self.fps = float(fps)
         self.num_frames = len(self.files)
+        self.width, self.height = self.sizes[0]
+        self.mixed_sizes = len(set(self.sizes)) > 1
         self._next_index = 0
-        first = self._load(0)
-        self.height, self.width = first.shape[:2]
-        self._first = first
 
-    def _load(self, i: int) -> np.ndarray:
-        bgr = cv2.imread(self.files[i], cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UserError(f"cannot read image {self.files[i]}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    def _skip(self, path: str, why: str) -> None:
+        if self.strict:
+            raise UserError(f"image {path}: {why} (--strict-images)")
+        self.skipped.add(path)
+        log.warning("skipping image %s: %s", path, why)
+
+    def _header_size(self, path: str) -> tuple[int, int] | None:
+        """(width, height) after EXIF orientation, from the header only; None (warned) if unreadable."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            self._skip(path, f"not a readable image ({_one_line(exc)})")
+            return None
+        return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+    def _load(self, i: int) -> np.ndarray | None:
+        """RGB uint8 of file ``i``, upright; None (warned) when it cannot be decoded."""
+        from PIL import Image, ImageFile, ImageOps
+
+        path = self.files[i]
+        truncated = _looks_truncated(path)
+        if truncated:
+            if self.strict:
+                raise UserError(f"image {path} is truncated (--strict-images)")
+            log.warning("image %s is truncated: using the part that decodes", path)
+        try:
+            with Image.open(path) as im:
+                previous = ImageFile.LOAD_TRUNCATED_IMAGES
+                ImageFile.LOAD_TRUNCATED_IMAGES = truncated  # only the decode thread reads images
+                try:
+                    im.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = previous
+                upright = ImageOps.exif_transpose(im)
+                rgb = np.asarray(upright.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as exc:
+            self._skip(path, f"cannot be decoded ({_one_line(exc)})")
+            return None
+        return np.ascontiguousarray(rgb)
 
     def read(self) -> SourceFrame | None:
-        i = self._next_index
-        if i >= len(self.files):
-            return None
-        image = self._first if i == 0 and self._first is not None else self._load(i)
-        self._first = None
-        if image.shape[:2] != (self.height, self.width):
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        self._next_index += 1
-        return SourceFrame(i, i / self.fps, image, time.perf_counter())
+        while self._next_index < len(self.files):
+            i = self._next_index
+            self._next_index += 1
+            image = self._load(i)
+            if image is not None:
+                return SourceFrame(i, i / self.fps, image, time.perf_counter())
+        return None
 
     def seek(self, index: int) -> None:
         self._next_index = min(max(0, int(index)), len(self.files) - 1)
+
+
+EXIF_ORIENTATION = 0x0112
+JPEG_END = b"\xff\xd9"
+PNG_END = b"IEND\xaeB`\x82"
+
+
+def _looks_truncated(path: str) -> bool:
+    """JPEG without its end-of-image marker or PNG without its IEND chunk (trailing padding allowed)."""
+    lower = path.lower()
+    if not lower.endswith((".jpg", ".jpeg", ".png")):
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().rstrip(b"\x00\r\n \t")
+    except OSError:
+        return False
+    return not tail.endswith(PNG_END if lower.endswith(".png") else JPEG_END)
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,7 +620,7 @@ def resolve_video(spec: str) -> str:
 
 
 def open_source(video: str | None = None, camera: int | None = None, images: str | None = None,
-                url: str | None = None, fps: float | None = None) -> Source:
+                url: str | None = None, fps: float | None = None, strict_images: bool = False) -> Source:
     """Open exactly one of the source kinds (the CLI's --video / --camera / --images / --url)."""
     given = [k for k, v in (("video", video), ("camera", camera), ("images", images), ("url", url)) if v is not None]
     if len(given) != 1:
@@ -540,5 +632,5 @@ def open_source(video: str | None = None, camera: int | None = None, images: str
     if camera is not None:
         return CameraSource(camera)
     if images is not None:
-        return ImageSource(images, fps or DEFAULT_FPS)
+        return ImageSource(images, fps or DEFAULT_FPS, strict=strict_images)
     return URLSource(url)

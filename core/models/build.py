@@ -1,6 +1,8 @@
 """Build the SPPE a config names (the embedded BlazePose model or a trained checkpoint)."""
 from __future__ import annotations
 
+import logging
+
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
@@ -21,11 +23,16 @@ def make_sppe(cfg, device="cpu", runtime=None) -> "SPPE":
     if cfg.model == "blazepose":
         from core.models.blazepose_sppe import BlazePoseSPPE
 
+        if cfg.weights:
+            logging.getLogger("rmpe.sppe").warning(
+                "sppe.weights %s is not used: sppe.model is blazepose (the checkpoint's own architecture runs "
+                "when sppe.model names it, or with --weights alone)", cfg.weights)
+
         return BlazePoseSPPE(device, runtime=runtime)
     if cfg.model in ("hourglass", "resnet"):
         if not cfg.weights:
             raise UserError(f"sppe.model {cfg.model!r} needs a checkpoint: set sppe.weights (--weights PATH)")
         from core.models.trained_sppe import load_trained_sppe
 
-        return load_trained_sppe(cfg.weights, device)
+        return load_trained_sppe(cfg.weights, device, arch=cfg.model)  # a contradiction is a UserError
     raise UserError(f"unknown SPPE model {cfg.model!r}; choose one of: {', '.join(SPPE_MODELS)}")

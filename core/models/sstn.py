@@ -32,7 +32,7 @@ from core.geometry import (affine_apply, affine_invert, pixel_to_normalised, pix
                            unit_to_pixel_matrix)
 
 __all__ = [
-    "roi_to_affine", "crop", "crop_to_image", "image_to_crop", "invert_affine", "rescale_theta",
+    "roi_to_affine", "crop", "crop_frame", "crop_to_image", "image_to_crop", "invert_affine", "rescale_theta",
     "compose_residual", "LocalisationNet", "SymmetricSTN",
 ]
 
@@ -128,6 +128,35 @@ def crop(images: torch.Tensor, theta, out_size: tuple[int, int], batch_index=Non
         info = torch.iinfo(out_dtype)
         out = out.round().clamp(info.min, info.max)
     return out.to(out_dtype).contiguous()
+
+
+def crop_frame(frame: np.ndarray, theta: np.ndarray, out_size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
+    """CPU inference crop: ``crop`` of one RGB frame [H, W, C] uint8 (numpy) through pixel θ
+    [N, 2, 3] (numpy), times ``scale`` → float32 [N, C, h, w] in channels-last memory (the NHWC
+    models take it without a copy).
+
+    Same geometry as ``crop``: one ``cv2.warpAffine`` per ROI with ``WARP_INVERSE_MAP`` (θ already
+    maps crop pixels to image pixels, and OpenCV, like this module, puts pixel centres at
+    integers), bilinear, and ``BORDER_CONSTANT`` 0, which is ``grid_sample``'s zero padding (a
+    neighbour outside the frame contributes 0). OpenCV samples at 1/32 px and rounds to uint8, so
+    values differ from ``crop`` by about one grey level. It reads only the ROI's pixels, straight
+    from the uint8 frame: measured at 1768×994, far below the float conversion of the whole frame
+    that the torch path needs (bench/bench_crop.py).
+    """
+    import cv2
+
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8 [H, W, C], got {frame.dtype} {frame.shape}")
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1, 2, 3)
+    h, w = int(out_size[0]), int(out_size[1])
+    c = frame.shape[2]
+    warped = np.empty((len(theta), h, w, c), np.uint8)
+    for i, m in enumerate(theta):
+        cv2.warpAffine(frame, m, (w, h), dst=warped[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = np.multiply(warped, np.float32(scale), dtype=np.float32)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
 def _affine_apply(points, theta, inverse: bool):

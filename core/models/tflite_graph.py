@@ -638,15 +638,18 @@ class TFLiteGraph(nn.Module):
 
 def _write_weight_cache(cache: Path, folded: dict[int, np.ndarray], source_sha256: str) -> None:
     """Write atomically (temp file + rename) so an interrupted write never leaves a bad cache."""
-    tmp = cache.with_name(f".{cache.name}.part")
+    from core.fileio import atomic_write
+
     try:
-        save_file({f"t{k}": np.ascontiguousarray(v) for k, v in folded.items()}, tmp,
-                  metadata={"format": WEIGHT_CACHE_FORMAT, "source_sha256": source_sha256})
-        tmp.chmod(0o644)  # safetensors writes 0600; the cache is ordinary shared data
-        tmp.replace(cache)
+        with atomic_write(cache) as tmp:
+            save_file({f"t{k}": np.ascontiguousarray(v) for k, v in folded.items()}, tmp,
+                      metadata={"format": WEIGHT_CACHE_FORMAT, "source_sha256": source_sha256})
+            tmp.chmod(0o644)  # safetensors writes 0600; the cache is ordinary shared data
+        from core.models.verify import record
+
+        record(cache)  # what later loads check it against
     except OSError as exc:  # a read-only cache folder only costs the decoding time next load
         log.warning("could not write weight cache %s: %s", cache, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def build_weight_cache(path: str | Path) -> Path:

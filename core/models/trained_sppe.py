@@ -177,6 +177,8 @@ def detransform_heatmaps(heatmaps: torch.Tensor, box_to_stn: torch.Tensor, crop_
 class TrainedSPPE:
     """SPPE protocol over a trained network (and, for RMPE checkpoints, its learned STN)."""
 
+    regresses = False  # heatmaps only: decode "regression" falls back to a heatmap decoder
+
     def __init__(self, spec: SPPEModelSpec, model: nn.Module, stn: nn.Module | None = None, device="cpu",
                  source: str = ""):
         self.spec = spec
@@ -230,10 +232,29 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_trained_sppe(checkpoint_path: str | Path, device="cpu") -> TrainedSPPE:
-    """The SPPE stored in a training checkpoint (``train sppe`` or ``train rmpe``), ready for inference."""
+def checkpoint_arch(checkpoint_path: str | Path) -> str:
+    """The architecture a training checkpoint holds (``model_spec.arch``): what ``--weights`` runs."""
+    return _spec_of(read_checkpoint(checkpoint_path), checkpoint_path).arch
+
+
+def _spec_of(ckpt: dict, path) -> SPPEModelSpec:
+    spec = ckpt.get("model_spec")
+    if not isinstance(spec, dict) or "arch" not in spec:
+        raise UserError(f"checkpoint {path} holds no model spec (model_spec.arch): not an SPPE checkpoint")
+    return SPPEModelSpec.from_dict(spec)
+
+
+def load_trained_sppe(checkpoint_path: str | Path, device="cpu", arch: str | None = None) -> TrainedSPPE:
+    """The SPPE stored in a training checkpoint (``train sppe`` or ``train rmpe``), ready for inference.
+
+    The checkpoint's own spec decides the architecture; ``arch`` (the configured ``sppe.model``),
+    when given, must agree with it, else one ``UserError`` names both.
+    """
     ckpt = read_checkpoint(checkpoint_path)
-    spec = SPPEModelSpec.from_dict(ckpt["model_spec"])
+    spec = _spec_of(ckpt, checkpoint_path)
+    if arch is not None and arch != spec.arch:
+        raise UserError(f"--sppe {arch} contradicts the checkpoint {checkpoint_path}, which holds a {spec.arch} "
+                        f"SPPE: give --sppe {spec.arch}, or --weights alone (the checkpoint decides)")
     model = build_sppe_model(spec)
     model.load_state_dict(ckpt["model"])
     stn = None

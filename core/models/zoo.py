@@ -33,11 +33,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.assets import artefact_path
+from core.assets import artefact, artefact_path
 from core.config import Backend, RuntimeConfig
 from core.errors import UserError
 from core.models.onnx_backend import OnnxGraph, onnxruntime_available
 from core.models.tflite_graph import TFLiteGraph
+from core.models.verify import check_model
 
 log = logging.getLogger("rmpe.models")
 
@@ -232,6 +233,7 @@ def load_model(spec: ModelSpec, device="auto", runtime: RuntimeConfig | None = N
     if runtime.threads and runtime.threads > 0 and torch.get_num_threads() != runtime.threads:
         torch.set_num_threads(int(runtime.threads))  # process-wide: torch has one intra-op pool
     path = artefact_path(spec.artefact)  # ModelsNotInstalled names the install command
+    check_model(path, artefact(spec.artefact).sha256)  # .tflite and its caches; cheap when stamped
     # ONNX Runtime owns its thread pool (fixed per session); torch backends use torch's
     threads = resolve_threads(runtime) if backend == "onnxruntime" else 0
     with _lock:  # one build per key even when several threads ask at once

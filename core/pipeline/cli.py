@@ -3,17 +3,28 @@
 Order of work: outputs are checked (folders created, writability proven), then the input is opened
 (exists, decodable, has frames / camera answers / URL connects), then the models load, then the
 pipeline runs. Any problem before the run is one line and a non-zero exit with nothing computed.
-Ctrl-C stops the run; every output is finalised up to the last finished frame (exit 130).
+Ctrl-C, SIGTERM (docker stop, systemd, `timeout`) and SIGHUP (a closed terminal) stop the run;
+every output is finalised up to the last finished frame (exit 128 + the signal: 130, 143, 129).
+
+Outputs are never inputs, never each other: every path is resolved (symlinks too) and an output
+that is an input (video, image, config, checkpoint) or shares its path with another output is one
+line before anything is opened. Outputs are written under temporary names and renamed when
+finished (core.io.writers.FileSink); "wrote" names only the finished ones.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
 from core.config import Config, choices
 from core.errors import UserError
+from core.fileio import check_distinct_paths
 from core.io import CocoJsonWriter, CsvWriter, OpenPoseJsonWriter, VideoWriter, open_source
 from core.pipeline.profile import format_table, write_json
 from core.pipeline.runner import Pipeline
@@ -28,9 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", metavar="N", type=int, help="camera index (OpenCV)")
     src.add_argument("--url", metavar="URL", help="RTSP / HTTP / RTMP stream")
     src.add_argument("--fps", type=float, help="frame rate of an image sequence (default 30)")
+    src.add_argument("--strict-images", action="store_true",
+                     help="an unreadable or truncated image in --images stops the run (default: skipped/used "
+                          "with a warning naming it)")
 
     out = parser.add_argument_group("outputs")
-    out.add_argument("--out", metavar="OUT.mp4", help="rendered H.264 video")
+    out.add_argument("--out", metavar="OUT.mp4", help="rendered H.264 video (.mp4, .m4v, .mov or .mkv)")
     out.add_argument("--json", metavar="OUT.json", help="COCO keypoint results (one entry per person per frame)")
     out.add_argument("--openpose-json", metavar="DIR", help="OpenPose-style JSON, one file per frame")
     out.add_argument("--csv", metavar="PATH", help="CSV: frame, person, track, keypoint, x, y, score")
@@ -39,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     run = parser.add_argument_group("run")
     run.add_argument("--mode", choices=choices("pipeline", "mode"),
-                     help="file: every frame in order; live: newest frame, drop stale (default: by input)")
+                     help="file: every frame in order; realtime (= live): at the source's own pace, frames "
+                          "dropped when inference falls behind (default: realtime for cameras and streams, "
+                          "file otherwise)")
+    run.add_argument("--realtime", action="store_true",
+                     help="play a file at its own frame rate, dropping frames inference cannot keep up with "
+                          "(= --mode realtime)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--profile", action="store_true", help="print per-stage timings at the end")
     run.add_argument("--profile-json", metavar="PATH", help="write the profile as JSON")
@@ -78,12 +97,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
     put("detector", "name", args.detector)
     put("detector", "interval", args.interval)
     put("detector", "max_persons", args.max_persons)
+    if args.weights and args.sppe in (None, "blazepose"):  # the checkpoint's own config decides its architecture
+        from core.models.trained_sppe import checkpoint_arch
+
+        arch = checkpoint_arch(args.weights)
+        if args.sppe == "blazepose":
+            raise UserError(f"--sppe blazepose takes no checkpoint, and --weights {args.weights} holds a {arch} "
+                            f"SPPE: drop --sppe (the checkpoint decides) or drop --weights")
+        args.sppe = arch
     put("sppe", "model", args.sppe)
     put("sppe", "weights", args.weights)
     put("sppe", "decode", args.decode)
     put("runtime", "device", args.device)
     put("runtime", "backend", args.backend)
     put("runtime", "threads", args.threads)
+    if args.realtime:
+        if args.mode not in (None, "realtime", "live"):
+            raise UserError(f"--realtime contradicts --mode {args.mode}")
+        args.mode = "realtime"
     put("pipeline", "mode", args.mode)
     put("refine", "method", args.refine)
     put("refine", "weights", args.refine_weights)
@@ -120,16 +151,104 @@ def make_sinks(args: argparse.Namespace) -> list:
     return sinks
 
 
+OUTPUT_FLAGS = (("--out", "out"), ("--json", "json"), ("--openpose-json", "openpose_json"), ("--csv", "csv"),
+                ("--profile-json", "profile_json"))
+
+
+def _input_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every file the run reads, by flag (the images of a folder or glob each)."""
+    from core.io.sources import IMAGE_EXTENSIONS, is_url
+
+    inputs = [("--config", args.config), ("--weights", args.weights)]
+    if args.video and not is_url(args.video):
+        if args.video == "demo":
+            from core.assets import artefact
+
+            inputs.append(("--video", str(artefact("demo_video").path)))
+        else:
+            inputs.append(("--video", args.video))
+    if args.images:
+        spec = str(args.images)
+        if os.path.isdir(spec):
+            files = [os.path.join(spec, f) for f in os.listdir(spec)]
+        elif any(c in spec for c in "*?["):
+            files = glob.glob(spec)
+        else:
+            files = [spec]
+        inputs += [("--images", f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS) or f == spec]
+    return inputs
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Outputs that are inputs or share one path: one UserError before anything is opened."""
+    check_distinct_paths([(flag, getattr(args, name)) for flag, name in OUTPUT_FLAGS], _input_paths(args))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP, handled like Ctrl-C (the main thread unwinds; the pipeline finalises)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """While running, SIGTERM and SIGHUP raise ``Terminated`` in the main thread, as SIGINT raises
+    KeyboardInterrupt, so every way of stopping a run finalises its outputs."""
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:  # no SIGHUP on Windows
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an embedding app): leave its handlers alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _exit_code(exc: KeyboardInterrupt) -> int:
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130
+
+
+def _by(exc: KeyboardInterrupt) -> str:
+    return f" by {exc}" if isinstance(exc, Terminated) else ""
+
+
 def run(args: argparse.Namespace) -> int:
+    check_paths(args)
     config = config_from_args(args)
     sinks = make_sinks(args)
-    source = open_source(video=args.video, camera=args.camera, images=args.images, url=args.url, fps=args.fps)
-    if not sinks and not args.profile:
-        log.warning("no outputs requested (--out, --json, --openpose-json, --csv); running for timing only")
-    try:
-        return _run_with_source(args, config, source, sinks)
-    finally:
-        source.close()
+    with stop_signals():
+        try:
+            source = open_source(video=args.video, camera=args.camera, images=args.images, url=args.url, fps=args.fps,
+                                 strict_images=args.strict_images)
+        except KeyboardInterrupt as exc:
+            print(f"interrupted{_by(exc)} before the run started: nothing written", file=sys.stderr)
+            return _exit_code(exc)
+        try:
+            if args.out and getattr(source, "mixed_sizes", False):
+                sizes = sorted(set(source.sizes))
+                raise UserError(f"--out {args.out}: the images have {len(sizes)} different sizes "
+                                f"({', '.join(f'{w}x{h}' for w, h in sizes[:3])}{', ...' if len(sizes) > 3 else ''}); "
+                                "a video holds one size: drop --out (--json/--csv keep each image's own pixels) "
+                                "or give images of one size")
+            if not sinks and not args.profile:
+                log.warning("no outputs requested (--out, --json, --openpose-json, --csv); running for timing only")
+            return _run_with_source(args, config, source, sinks)
+        except KeyboardInterrupt as exc:  # before the pipeline started: no output file exists yet
+            print(f"interrupted{_by(exc)} before the run started: nothing written", file=sys.stderr)
+            return _exit_code(exc)
+        finally:
+            source.close()
 
 
 def _run_with_source(args, config: Config, source, sinks) -> int:
@@ -145,21 +264,28 @@ def _run_with_source(args, config: Config, source, sinks) -> int:
                         post_steps=build_post_steps(config, source.fps))
     progress = _progress(args, pipeline)
     pipeline.on_result = (lambda _result: progress.update(1)) if progress is not None else None
-    interrupted = False
+    interrupted = None
     try:
-        pipeline.start()
-        pipeline.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        pipeline.stop()
-        pipeline.join()  # the sinks thread finalises the files (a second Ctrl-C aborts)
+        try:
+            pipeline.start()
+            pipeline.wait()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            pipeline.stop()
+            try:
+                pipeline.join()  # the sinks thread finalises the files
+            except KeyboardInterrupt:  # a second signal: stop now, outputs stay under their .part names
+                print("interrupted again: outputs not finished (left as .rmpe-tmp-*.part files)", file=sys.stderr)
+                return _exit_code(interrupted)
+            if pipeline.failure is not None and pipeline.failure[0] == "sinks":
+                pipeline.wait()  # an output that could not be finished: its error, not "finalised"
     finally:
         if progress is not None:
             progress.close()
         _report(args, pipeline)
-    if interrupted:
-        print(f"interrupted: outputs finalised after {pipeline.frames_done} frames", file=sys.stderr)
-        return 130
+    if interrupted is not None:
+        print(f"interrupted{_by(interrupted)}: outputs finalised after {pipeline.frames_done} frames", file=sys.stderr)
+        return _exit_code(interrupted)
     return 0
 
 
@@ -177,9 +303,13 @@ def _progress(args, pipeline: Pipeline):
 
 def _report(args, pipeline: Pipeline) -> None:
     stats = pipeline.stats()
-    outputs = ", ".join(str(p) for p in (args.out, args.json, args.openpose_json, args.csv) if p)
+    done = [s for s in pipeline.sinks if s.finished]
+    outputs = ", ".join(str(s.path) for s in done)
     log.info("%d frames in %.1f s (%.1f fps)%s", stats["frames"], stats["elapsed_s"], stats["fps"],
              f"; wrote {outputs}" if outputs else "")
+    unfinished = [str(s.path) for s in pipeline.sinks if not s.finished]
+    if unfinished:
+        log.warning("not written (unfinished): %s", ", ".join(unfinished))
     if args.profile:
         print(format_table(stats), flush=True)
     if args.profile_json:

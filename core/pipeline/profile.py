@@ -126,4 +126,6 @@ def latency_summary(rec: Recorder) -> dict:
 
 
 def write_json(stats: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    from core.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(stats, indent=2) + "\n")

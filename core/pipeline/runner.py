@@ -10,13 +10,22 @@ Stages talk through bounded queues; every blocking get/put waits with a short ti
 the stop flag, so nothing busy-waits and every thread notices a stop within ``POLL_S``.
 
 Modes
-    file  every frame, in order, as fast as the slowest stage allows (queues of
-          ``config.pipeline.queue_size`` apply back-pressure down to the decoder).
-    live  the decoder overwrites a one-slot "latest" buffer in front of infer, so infer always
-          takes the newest frame and stale ones are dropped (counted in ``stats()['dropped']``);
-          the queues after infer hold one item, so no queue grows and a frame waits at most one
-          stage time at each step. A file played in live mode is paced at its own frame rate.
-    auto  live for cameras and streams (``source.live``), file otherwise.
+    file      every frame, in order, as fast as the slowest stage allows (queues of
+              ``config.pipeline.queue_size`` apply back-pressure down to the decoder).
+    realtime  the source at its own pace, frames dropped when inference falls behind (counted in
+              ``stats()['dropped']``); the queues after infer hold one item, so no queue grows.
+              Cameras and streams: the decoder overwrites a one-slot "latest" buffer in front of
+              infer, so infer always takes the newest frame. Files: the decoder hands infer a
+              frame only when infer asks for one, and then the frame due now (frame i is due at
+              start + its timestamp, as a camera would deliver it); frames whose successor is
+              already due are skipped without their RGB conversion. A frame's latency
+              (``captured_at`` = its due time) is then at most one frame interval of waiting plus
+              the stage times.
+    live      the same as realtime (the name used for cameras and streams).
+    auto      realtime for cameras and streams (``source.live``), file otherwise.
+
+Before the first frame the decoder waits for the numba kernels (``core.jit.warm_up_async``,
+started when the pipeline is built): a cold cache delays the start instead of stalling a frame.
 
 Public API (also used by the desktop app)
     FrameResult(index, timestamp, frame, poses, captured_at, timings, rendered)
@@ -28,7 +37,7 @@ Public API (also used by the desktop app)
                       CLI and the app pass ``core.cli.build_post_steps(config, source.fps)``
                       (NMS, tracking, smoothing). Default: ``core_post_steps`` (pose NMS only:
                       ``core`` does not import ``trackers``).
-        max_frames    file mode: decode only that many; live mode: stop after that many results
+        max_frames    file mode: decode only that many; realtime: stop after that many results
         hold_at_end   a seekable source does not end the run at its last frame: the decoder
                       waits for ``seek`` or ``stop`` (a player's behaviour; ``.at_end`` tells)
         .start()                start the threads (opens the sinks first)
@@ -48,6 +57,8 @@ Public API (also used by the desktop app)
                                 queue depths, end-to-end fps (total and recent), latency
                                 (frame captured → result ready), frames, dropped
         .running, .paused, .at_end, .failure, .frames_done, .config, .estimator, .source
+        .kernels_ready          False while the first frame waits for the numba kernels (a cold
+                                cache compiles them once, ~20-60 s; a GUI may say so)
 
 ``on_result(result)`` runs on the sinks thread after the writers; it must be quick (a GUI should
 hand the frame to its own thread). ``result.frame`` is the untouched RGB frame; with ``render=True``
@@ -69,7 +80,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import Config, check_value
+from core.config import Config, check_value, choices
 from core.errors import UserError, one_line
 from core.io.writers import SourceInfo
 from core.pipeline.profile import DepthRecorder, RateMeter, Recorder, latency_summary
@@ -81,6 +92,7 @@ log = logging.getLogger("rmpe.pipeline")
 
 POLL_S = 0.05  # longest a blocked thread waits before checking the stop flag
 STAGES = ("decode", "infer", "post", "sinks")
+MODES = choices("pipeline", "mode")  # auto | file | realtime | live
 # Config sections that may change while running, and the stage that applies them.
 LIVE_SECTIONS = {"detector": "infer", "sppe": "infer", "pose_nms": "post", "tracking": "post",
                  "smoothing": "post", "refine": "post", "render": "sinks"}
@@ -119,6 +131,7 @@ class LatestSlot:
         self._item = None
         self._has = False
         self._ended = False
+        self._takers = 0  # consumers blocked in get()
         self.dropped = 0
         self.maxsize = 1
 
@@ -130,12 +143,17 @@ class LatestSlot:
                 if self._has:
                     self.dropped += 1
                 self._item, self._has = item, True
-            self._cond.notify()
+            self._cond.notify_all()
 
     def get(self, timeout: float | None = None):
         with self._cond:
             if not self._has and not self._ended:
-                self._cond.wait(timeout)
+                self._takers += 1
+                self._cond.notify_all()  # wakes a producer in wait_for_taker
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._takers -= 1
             if self._has:
                 item, self._item, self._has = self._item, None, False
                 return item
@@ -145,6 +163,11 @@ class LatestSlot:
 
     def qsize(self) -> int:
         return int(self._has)
+
+    def wait_for_taker(self, timeout: float | None = None) -> bool:
+        """Block until the slot is empty and a consumer waits in ``get`` (True), or ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._takers > 0 and not self._has, timeout)
 
 
 class Pipeline:
@@ -163,9 +186,13 @@ class Pipeline:
         self.hold_at_end = bool(hold_at_end)
         self._at_end = False
         mode = mode or self.config.pipeline.mode
-        if mode not in ("auto", "file", "live"):
-            raise UserError(f"pipeline mode must be auto, file or live, not {mode!r}")
+        if mode not in MODES:
+            raise UserError(f"pipeline mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = ("live" if source.live else "file") if mode == "auto" else mode
+        self._realtime = self.mode in ("live", "realtime")
+        from core import jit
+
+        self._kernels = jit.warm_up_async()  # compiles / loads while the models load
         if estimator is None:
             from core.estimator import PoseEstimator
 
@@ -178,7 +205,7 @@ class Pipeline:
             raise ValueError(f"post step names must be unique (they key the timings): {names}")
 
         qs = max(1, int(self.config.pipeline.queue_size))
-        if self.mode == "live":
+        if self._realtime:
             self._queues = {"infer_in": LatestSlot(), "post_in": queue.Queue(1), "sinks_in": queue.Queue(1)}
         else:
             self._queues = {name: queue.Queue(qs) for name in ("infer_in", "post_in", "sinks_in")}
@@ -203,6 +230,7 @@ class Pipeline:
         self._started_at: float | None = None
         self._last_result_at: float | None = None
         self.frames_done = 0
+        self.skipped = 0  # realtime file playback: frames passed over undecoded to RGB
         self._sinks_closed = False
 
     # ---------------------------------------------------------------- control
@@ -211,18 +239,18 @@ class Pipeline:
         if self._threads:
             raise RuntimeError("pipeline already started")
         info = SourceInfo(self.source.name, float(self.source.fps), int(self.source.width), int(self.source.height),
-                          self.source.num_frames, self.mode == "live")
+                          self.source.num_frames, self._realtime)
         opened = []
         try:
             for sink in self.sinks:
                 sink.open(info, self.config)
                 opened.append(sink)
         except BaseException:
-            for sink in opened:
-                sink.close()
+            for sink in opened:  # nothing was written: drop their files rather than finish them
+                getattr(sink, "abort", sink.close)()
             raise
         self.estimator.reset()  # an estimator reused from another run must not carry its ROIs over
-        self._started_at = time.perf_counter()
+        self._started_at = time.perf_counter()  # reset when frames start to flow (after the kernels)
         for name, target in (("decode", self._decode_loop), ("infer", self._infer_loop),
                              ("post", self._post_loop), ("sinks", self._sinks_loop)):
             t = threading.Thread(target=self._run_stage, args=(name, target), name=f"rmpe-{name}", daemon=True)
@@ -273,6 +301,10 @@ class Pipeline:
     def at_end(self) -> bool:
         """True while a ``hold_at_end`` pipeline has decoded its last frame and waits for a seek."""
         return self._at_end
+
+    @property
+    def kernels_ready(self) -> bool:
+        return self._kernels.done
 
     @property
     def paused(self) -> bool:
@@ -385,24 +417,35 @@ class Pipeline:
 
     def _decode_loop(self) -> None:
         rec = self._rec["decode"]
-        live = self.mode == "live"
-        pace = live and not self.source.live  # a file played as if live: real time at its fps
-        pace_origin = None
+        pace = self._realtime and not self.source.live  # a file played in real time at its fps
+        period = 1.0 / max(float(self.source.fps), 1e-6)
+        pace_origin = None  # perf_counter time of media time 0
+        last = None  # the last frame handed on
         count = 0
         try:
+            while not self._kernels.wait(POLL_S):  # no frame may wait on a numba compile
+                if self._stop.is_set():
+                    return
+            self._started_at = time.perf_counter()
             while True:
+                if self._paused:
+                    pace_origin = None  # after a pause playback resumes from here, not catching up
                 go, target, gen = self._control()
                 if not go:
                     return
                 if target is not None:
                     self.source.seek(target)
                     pace_origin = None
-                limit_reached = self.max_frames is not None and not live and count >= self.max_frames
+                limit_reached = self.max_frames is not None and not self._realtime and count >= self.max_frames
                 item = None
                 if not limit_reached:
+                    if pace and not self._wait_for_taker():
+                        return
                     t0 = time.perf_counter()
                     try:
-                        item = self.source.read()
+                        ended = pace and pace_origin is not None and \
+                            not self._skip_late(pace_origin + last.timestamp, last.index, period, t0)
+                        item = None if ended else self.source.read()
                     except UserError as exc:
                         self._source_error = exc  # keep what was decoded: drain, then report
                         return
@@ -412,13 +455,16 @@ class Pipeline:
                         return
                     self._hold()  # a player stays open at the end, waiting for a seek or stop
                     count = 0
+                    pace_origin = None
                     continue
                 if pace:
                     if pace_origin is None:
                         pace_origin = t1 - item.timestamp
-                    if self._stop.wait(max(0.0, pace_origin + item.timestamp - time.perf_counter())):
+                    last = item
+                    due = pace_origin + item.timestamp
+                    if self._stop.wait(max(0.0, due - time.perf_counter())):
                         return
-                    item.captured_at = time.perf_counter()
+                    item.captured_at = due  # when a camera would have delivered it
                 rec.add((t1 - t0) * 1000)
                 result = FrameResult(item.index, item.timestamp, item.image, None, item.captured_at,
                                      {"decode": (t1 - t0) * 1000})
@@ -427,6 +473,28 @@ class Pipeline:
                 count += 1
         finally:
             self._put("infer_in", END)
+
+    def _wait_for_taker(self) -> bool:
+        """Realtime file playback: block until infer asks for a frame; False when stopping."""
+        slot = self._queues["infer_in"]
+        while not slot.wait_for_taker(POLL_S):
+            if self._stop.is_set():
+                return False
+        return not self._stop.is_set()
+
+    def _skip_late(self, last_due: float, last_index: int, period: float, now: float) -> bool:
+        """Pass over the frames after ``last_index`` (due at ``last_due``) whose successor is already
+        due (timestamps estimated one ``period`` apart), never the source's last frame; False when
+        the source ended meanwhile."""
+        late = int((now - last_due) / period) - 1  # frames last+1 … last+late are stale
+        total = self.source.num_frames
+        if total is not None:
+            late = min(late, total - last_index - 2)
+        for _ in range(max(0, late)):
+            if not self.source.skip():
+                return False
+            self.skipped += 1
+        return True
 
     def _inbox(self, inbox: str, outbox: str | None, reset=None):
         """Yield the current generation's (gen, result) items of queue ``inbox``; END is passed on
@@ -455,8 +523,13 @@ class Pipeline:
 
     def _infer_loop(self) -> None:
         rec = self._rec["infer"]
+        size = None
         for gen, result in self._inbox("infer_in", "post_in", self.estimator.reset):
             self._apply_pending("infer")
+            if result.frame.shape[:2] != size:  # another frame size (an image folder): a new scene,
+                if size is not None:  # ROIs from the last image mean nothing in this one
+                    self.estimator.reset()
+                size = result.frame.shape[:2]
             timings = {} if self.profile else None
             t0 = time.perf_counter()
             result.poses = self.estimator.infer(result.frame, timings)
@@ -473,8 +546,13 @@ class Pipeline:
     def _post_loop(self) -> None:
         rec = self._rec["post"]
         keys = [f"post.{step.name}" for step in self.post_steps]
+        size = None
         for gen, result in self._inbox("post_in", "sinks_in", self._reset_post):
             self._apply_pending("post")
+            if result.frame.shape[:2] != size:  # a new scene: no tracks or smoothing across it
+                if size is not None:
+                    self._reset_post()
+                size = result.frame.shape[:2]
             t0 = t = time.perf_counter()
             poses = result.poses
             for key, step in zip(keys, self.post_steps):
@@ -557,7 +635,7 @@ class Pipeline:
         now = time.perf_counter()
         end = self._last_result_at if (self._last_result_at and not self.running) else now
         elapsed = (end - self._started_at) if self._started_at else 0.0
-        dropped = sum(getattr(q, "dropped", 0) for q in self._queues.values())
+        dropped = self.skipped + sum(getattr(q, "dropped", 0) for q in self._queues.values())
         with self._cfg_lock:
             subs = list(self._sub.items())
         return {

@@ -113,9 +113,9 @@ def pseudo_label(out_dir: str | Path, video: str | None = None, images: str | No
 
 
 def _write(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    from core.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data))
 
 
 @dataclass

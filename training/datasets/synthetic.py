@@ -409,9 +409,9 @@ def generate_dataset(out_dir: str | Path, spec: SyntheticSpec, progress: bool = 
         annotations += annotation_entries(people, i, len(annotations) + 1)
     data = {"info": {"description": "RMPE-Live synthetic people", "spec": asdict(spec)},
             "images": images, "annotations": annotations, "categories": coco_categories()}
-    tmp = ann_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(ann_path)
+    from core.fileio import atomic_write_text
+
+    atomic_write_text(ann_path, json.dumps(data))
     spec_path.write_text(spec_json)
     return ann_path
 

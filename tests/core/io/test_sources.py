@@ -59,7 +59,9 @@ def test_image_folder_and_glob(tmp_path):
     src = ImageSource(tmp_path, fps=10)
     frames = _read_all(src)
     assert src.num_frames == 3 and [f.index for f in frames] == [0, 1, 2]
-    assert all(f.image.shape == (30, 40, 3) for f in frames)  # the larger image was resized
+    # each image at its own size (issue 13: no resizing to the first one's size)
+    assert [f.image.shape for f in frames] == [(30, 40, 3), (30, 40, 3), (60, 80, 3)]
+    assert src.sizes == [(40, 30), (40, 30), (80, 60)] and src.mixed_sizes
     assert tuple(frames[0].image[0, 0]) == (255, 0, 0)
     assert frames[2].timestamp == pytest.approx(0.2)
     assert ImageSource(str(tmp_path / "f0[01].png")).num_frames == 2

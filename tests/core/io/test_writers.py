@@ -71,14 +71,19 @@ def test_coco_json_is_valid_after_every_frame_and_in_coco17(tmp_path):
     path = tmp_path / "r.json"
     w = CocoJsonWriter(path)
     w.open(_info(), Config.load())
-    assert json.loads(path.read_text()) == []
+    # While running the data goes to a temporary file beside the output, renamed by close: the
+    # output path never holds an unfinished file.
+    assert not path.exists() and w.writing_path.parent == path.parent
+    assert json.loads(w.writing_path.read_text()) == []
     expected = 0
     for i, n in enumerate([2, 0, 3, 1]):
         w.write(_result(i, n, layout=BLAZEPOSE33 if i == 3 else COCO17))
         expected += n
-        entries = json.loads(path.read_text())  # valid while still open, as after a kill
+        entries = json.loads(w.writing_path.read_text())  # valid while still open, as after a kill
         assert len(entries) == expected
+    tmp = w.writing_path
     w.close()
+    assert w.finished and not tmp.exists()
     entries = json.loads(path.read_text())
     assert [e["image_id"] for e in entries] == [0, 0, 2, 2, 2, 3]
     for e in entries:
@@ -106,7 +111,12 @@ def test_openpose_json_per_frame(tmp_path):
     assert doc["version"] == 1.3 and len(doc["people"]) == 2
     person = doc["people"][1]
     assert person["person_id"] == [11]
-    np.testing.assert_allclose(person["pose_keypoints_2d"], r.poses.keypoints[1].reshape(-1), atol=1e-3)
+    # BODY_25 (what OpenPose's tools read): 75 values; the COCO points at their BODY_25 slots.
+    body25 = np.asarray(person["pose_keypoints_2d"]).reshape(25, 3)
+    coco = dict(zip(get_skeleton(COCO17).names, r.poses.keypoints[1]))
+    np.testing.assert_allclose(body25[0], coco["nose"], atol=1e-3)
+    np.testing.assert_allclose(body25[2], coco["right_shoulder"], atol=1e-3)
+    np.testing.assert_allclose(body25[14], coco["left_ankle"], atol=1e-3)
 
 
 def test_csv_rows(tmp_path):

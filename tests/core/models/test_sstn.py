@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.models.sstn import (SymmetricSTN, compose_residual, crop, crop_to_image, image_to_crop, invert_affine,
-                              rescale_theta, roi_to_affine)
+from core.models.sstn import (SymmetricSTN, compose_residual, crop, crop_frame, crop_to_image, image_to_crop,
+                              invert_affine, rescale_theta, roi_to_affine)
 
 
 def ramp_image(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
@@ -193,3 +193,49 @@ def test_uint8_images_are_rounded_not_truncated():
     theta = torch.tensor([[[1.0, 0.0, 0.75], [0.0, 1.0, 0.0]]])  # 3/4 of the way to the second column
     out = crop(img, theta, (1, 1))
     assert out.dtype == torch.uint8 and int(out) == 11  # 10.75 → 11 (truncation would give 10)
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.7, -2.1, math.pi])
+@pytest.mark.parametrize("out_size", [(9, 7), (32, 32)])
+def test_crop_frame_samples_at_theta_points(rotation, out_size):
+    """The cv2 CPU path on a uint8 ramp: each crop pixel holds the image point θ sends it to, to
+    OpenCV's 1/32-px sampling plus uint8 rounding (≤ 0.5 + 1/32 + ε grey levels)."""
+    h, w = out_size
+    ramp = ramp_image(120, 200)[0].permute(1, 2, 0).numpy()  # [H, W, 2]: x, y
+    frame = np.concatenate([ramp, np.full((120, 200, 1), 7.0)], -1).astype(np.uint8)
+    theta = roi_to_affine(np.array([[100.3, 59.8]]), np.array([40.0]), np.array([rotation]), out_size)
+    out = crop_frame(frame, theta, out_size)
+    assert out.shape == (1, 3, h, w) and out.dtype == torch.float32
+    assert out.permute(0, 2, 3, 1).is_contiguous()  # NHWC memory: the models' input layout
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    expected = crop_to_image(np.stack([u, v], -1).reshape(1, -1, 2), theta).reshape(h, w, 2)
+    got = out[0].permute(1, 2, 0).numpy()
+    assert np.abs(got[..., :2] - expected).max() <= 0.5 + 1 / 32 + 1e-3
+    assert (got[..., 2] == 7.0).all()
+
+
+def test_crop_frame_matches_crop_with_zero_padding(rng):
+    """Same crops as the torch path, ROIs partly off the frame included (zero padding): within 1
+    grey level on a smooth image away from the frame edge; across the edge (up to 255 → 0 within
+    one pixel) the 1/64-px worst-case sampling offset adds up to 255/64 ≈ 4, plus 0.5 rounding."""
+    H, W = 90, 130
+    yy, xx = np.mgrid[0:H, 0:W]
+    frame = np.stack([127 + 100 * np.sin(xx / 9.0), 127 + 100 * np.cos(yy / 7.0), np.full((H, W), 200)], -1)
+    frame = frame.astype(np.uint8)
+    centers = np.stack([rng.uniform(-20, W + 20, 12), rng.uniform(-20, H + 20, 12)], -1)
+    theta = roi_to_affine(centers, rng.uniform(20, 80, 12), rng.uniform(-math.pi, math.pi, 12), (24, 20))
+    ref = crop(torch.from_numpy(frame.astype(np.float32)).permute(2, 0, 1)[None], torch.from_numpy(theta), (24, 20))
+    fast = crop_frame(frame, theta, (24, 20), scale=0.5) * 2
+    diff = (fast - ref).abs()
+    assert float(diff.max()) <= 0.5 + 255 / 64
+    # away from the edge: the sample point and its bilinear neighbours are all inside the frame
+    v, u = np.mgrid[0:24, 0:20].astype(np.float64)
+    pts = crop_to_image(np.broadcast_to(np.stack([u, v], -1).reshape(1, -1, 2), (12, 480, 2)), theta)
+    inside = ((pts[..., 0] >= 1) & (pts[..., 0] <= W - 2) & (pts[..., 1] >= 1) & (pts[..., 1] <= H - 2)).reshape(12, 24, 20)
+    outside = ((pts[..., 0] < -1) | (pts[..., 0] > W) | (pts[..., 1] < -1) | (pts[..., 1] > H)).reshape(12, 24, 20)
+    assert inside.any() and outside.any()
+    assert float(diff.permute(0, 2, 3, 1)[torch.from_numpy(inside)].max()) <= 1.0
+    assert (fast.permute(0, 2, 3, 1)[torch.from_numpy(outside)] == 0).all()
+    assert crop_frame(frame, theta[:0], (24, 20)).shape == (0, 3, 24, 20)
+    with pytest.raises(ValueError):
+        crop_frame(frame.astype(np.float32), theta, (24, 20))

@@ -88,7 +88,11 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, kind):
     assert not (tmp_path / "o.mp4").exists()  # failed before any work
 
 
-def test_ctrl_c_finalises_the_video_and_the_json(tmp_path, blazepose_models, demo_video):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted: outputs finalised after"),
+                                             (signal.SIGTERM, 143, "interrupted by SIGTERM: outputs finalised after"),
+                                             (signal.SIGHUP, 129, "interrupted by SIGHUP: outputs finalised after")])
+def test_a_signal_finalises_the_video_and_the_json(tmp_path, blazepose_models, demo_video, sig, code, said):
+    """Ctrl-C, SIGTERM (docker stop, systemd, timeout) and SIGHUP mid-run: a playable MP4, valid JSON."""
     out, js = tmp_path / "cut.mp4", tmp_path / "cut.json"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "main.py", "--video", "demo", "--out", str(out), "--json", str(js),
@@ -97,20 +101,23 @@ def test_ctrl_c_finalises_the_video_and_the_json(tmp_path, blazepose_models, dem
     try:
         deadline = time.perf_counter() + 120
         while time.perf_counter() < deadline and proc.poll() is None:
-            try:  # the JSON is valid on disk after every frame, so this read never sees half an entry
-                if len({e["image_id"] for e in json.loads(js.read_text())}) >= 3:
+            try:  # the JSON being written is valid after every frame, so this read never sees half an entry
+                part = next(tmp_path.glob(".rmpe-tmp-cut.json.*.part"))
+                if len({e["image_id"] for e in json.loads(part.read_text())}) >= 3:
                     break
-            except (FileNotFoundError, json.JSONDecodeError):
+            except (StopIteration, FileNotFoundError, json.JSONDecodeError):
                 pass
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
+        assert not js.exists() and not out.exists()  # unfinished outputs live under temporary names
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "interrupted: outputs finalised after" in stderr
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and said in stderr
+    assert not list(tmp_path.glob(".rmpe-tmp-*"))  # renamed into place, nothing left behind
     entries = json.loads(js.read_text())
     frames_in_json = {e["image_id"] for e in entries}
     with av.open(str(out)) as c:
@@ -147,3 +154,18 @@ def test_demo_end_to_end(tmp_path, blazepose_models, demo_video):
     assert profile["frames"] == 230 and profile["dropped"] == 0
     assert {"decode", "infer", "post", "sinks"} == set(profile["stages"])
     assert "infer.sppe" in profile["substages"] and "end-to-end" in proc.stdout
+
+
+def test_realtime_flag_selects_realtime_mode():
+    import argparse
+
+    from core.errors import UserError
+    from core.pipeline.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--video", "v.mp4", "--realtime"])).pipeline.mode == "realtime"
+    assert config_from_args(parser.parse_args(["--video", "v.mp4", "--mode", "realtime"])).pipeline.mode == "realtime"
+    assert config_from_args(parser.parse_args(["--video", "v.mp4"])).pipeline.mode == "auto"
+    with pytest.raises(UserError, match="--realtime contradicts --mode file"):
+        config_from_args(parser.parse_args(["--video", "v.mp4", "--realtime", "--mode", "file"]))

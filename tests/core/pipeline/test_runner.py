@@ -91,6 +91,85 @@ def test_live_mode_paces_a_file_source_in_real_time(pattern_estimator):
     assert results[-1].index == 29
 
 
+def test_realtime_mode_drops_what_a_slow_estimator_cannot_keep_up_with(pattern_estimator):
+    """A 100 fps file against a 25 ms stage: played at its own pace (not faster, not slower), frames
+    in order, each processed frame the one due when infer asked, every other frame counted dropped."""
+    period, n = 1 / 100, 150
+    est = pattern_estimator(delay_s=0.025)
+    p = Pipeline(PatternSource(64, 48, fps=100, num_frames=n), _config(), estimator=est, render=False,
+                 mode="realtime")
+    results = _collect(p)
+    t0 = time.perf_counter()
+    p.start()
+    p.wait()
+    wall = time.perf_counter() - t0
+    s = p.stats()
+    index = [r.index for r in results]
+    assert s["mode"] == "realtime" and all(pattern_index(r.frame) == r.index for r in results)
+    assert (np.diff(index) >= 1).all()  # order preserved
+    assert wall >= (n - 1) * period * 0.95  # paced: 1.5 s of video is not played faster
+    assert len(results) <= n * 0.5 and np.median(np.diff(index)) >= 2  # ≥ 25 ms per frame: ~1 in 3 kept
+    assert s["dropped"] + len(results) == n  # every frame is processed or counted as dropped
+    assert all(q["max"] <= 1 for q in s["queues"].values())
+    # A frame waited at most one period for infer, then one stage time (+ scheduling slack).
+    lat = s["latency_ms"]
+    assert lat["p95"] <= 2 * 25 + 2 * 1000 * period + 15, lat
+
+
+def test_realtime_mode_keeps_every_frame_when_the_estimator_keeps_up(pattern_estimator):
+    """A 25 fps file against a 4 ms stage: (nearly) nothing dropped, latency within two frame
+    intervals. A busy machine may stall a thread for a frame or two (first-call imports on the
+    post thread, other processes): realtime then rightly skips, so up to 3 drops are allowed."""
+    period, n = 1 / 25, 30
+    p = Pipeline(PatternSource(64, 48, fps=25, num_frames=n), _config(), estimator=pattern_estimator(delay_s=0.004),
+                 render=False, mode="realtime")
+    results = _collect(p)
+    t0 = time.perf_counter()
+    p.start()
+    p.wait()
+    assert time.perf_counter() - t0 >= (n - 1) * period * 0.95
+    s = p.stats()
+    index = [r.index for r in results]
+    assert (np.diff(index) >= 1).all() and index[-1] == n - 1
+    assert s["dropped"] + len(results) == n and s["dropped"] <= 3, index
+    assert s["latency_ms"]["p95"] <= 2 * 1000 * period, s["latency_ms"]
+
+
+def test_realtime_mode_resumes_from_a_pause_without_catching_up(pattern_estimator):
+    """After a pause playback continues from the paused frame at its pace; it does not skip the
+    frames that would have played meanwhile (0.6 s = 30 frames at 50 fps)."""
+    p = Pipeline(PatternSource(64, 48, fps=50, num_frames=60), _config(), estimator=pattern_estimator(),
+                 render=False, mode="realtime")
+    results = _collect(p)
+    p.start()
+    _wait_for(lambda: len(results) >= 10)
+    p.pause()
+    time.sleep(0.6)
+    p.resume()
+    p.wait()
+    assert p.stats()["dropped"] <= 10, [r.index for r in results]  # a stall may skip a few, not 30
+    assert results[-1].index == 59
+
+
+def test_realtime_video_file_skips_frames_without_losing_their_place(tmp_path, pattern_estimator, pattern_video):
+    """A video file played in real time skips frames undecoded to RGB; the frames it hands on are
+    exactly the decoded frames of those indices."""
+    from core.io import VideoFileSource
+
+    path = pattern_video(tmp_path / "rt.mp4", 60, fps=100.0)
+    with VideoFileSource(path) as reference:
+        frames = [f.image for f in iter(reference.read, None)]
+    source = VideoFileSource(path)
+    p = Pipeline(source, _config(), estimator=pattern_estimator(delay_s=0.03), render=False, mode="realtime")
+    results = _collect(p)
+    p.start()
+    p.wait()
+    source.close()
+    assert 3 <= len(results) < 40 and p.stats()["dropped"] + len(results) == 60
+    assert (np.diff([r.index for r in results]) >= 1).all()
+    assert all(np.array_equal(r.frame, frames[r.index]) for r in results)
+
+
 @pytest.mark.parametrize("where", ["infer", "sinks", "on_result"])
 def test_stage_failure_stops_every_thread_within_two_seconds(pattern_estimator, where):
     class FailingSink(Sink):
