@@ -30,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from the default settings (saved again when the window closes)")
 
 
-def initial_source(args: argparse.Namespace):
-    """(SourceSpec or None, note for the message bar). No source flag: camera, else the demo video."""
+def initial_source(args: argparse.Namespace, settings=None):
+    """(SourceSpec or None, note for the message bar). No source flag: the last file or image
+    folder opened (``settings["source"]``), else a camera, else the demo video; a last source that
+    is gone falls back to the demo with a note saying so."""
+    import os
+
     from app.sources_dialog import SourceSpec, list_cameras
     from core.assets import artefact_path
 
@@ -45,6 +49,15 @@ def initial_source(args: argparse.Namespace):
         return SourceSpec("images", args.images), ""
     if args.url:
         return SourceSpec("url", args.url), ""
+    last = SourceSpec.from_dict(settings["source"]) if settings is not None and settings["source"] else None
+    if last is not None and last.kind in ("file", "images"):
+        if os.path.exists(str(last.value)) or (last.kind == "images" and any(c in str(last.value) for c in "*?[")):
+            return last, ""
+        try:
+            demo = artefact_path("demo_video")
+        except UserError as exc:
+            return None, f"{last.label()} (opened last time) is gone, and {exc}"
+        return SourceSpec("file", str(demo)), f"{last.value} (opened last time) is gone — playing the demo video instead."
     cameras = list_cameras()
     if cameras:
         index = 0 if 0 in cameras else cameras[0]
@@ -93,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     _close_on_signals(window)
     window.show()
     try:
-        spec, note = initial_source(args)
+        spec, note = initial_source(args, settings if not args.reset_settings else None)
     except UserError as exc:  # e.g. --video demo before the demo is installed: say so in the window
         spec, note = None, str(exc)
     if note:

@@ -61,6 +61,7 @@ class ControlsPanel(QtWidgets.QWidget):
     def __init__(self, config: Config, cuda_available: bool, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._widgets: dict[tuple[str, str], QtWidgets.QWidget] = {}
+        self._value_labels: dict[tuple[str, str], QtWidgets.QLabel] = {}
         layout = QtWidgets.QVBoxLayout(self)
         forms: dict[str, QtWidgets.QFormLayout] = {}
         for control in CONTROLS:
@@ -70,7 +71,7 @@ class ControlsPanel(QtWidgets.QWidget):
                 layout.addWidget(box)
             widget = self._make(control, getattr(getattr(config, control.section), control.key))
             self._widgets[(control.section, control.key)] = widget
-            forms[control.group].addRow(control.label, widget)
+            forms[control.group].addRow(control.label, self._with_value_label(control, widget))
         device = self._widgets[("runtime", "device")]
         device.setEnabled(cuda_available)
         device.setToolTip("" if cuda_available else "CUDA is not available on this machine")
@@ -78,9 +79,11 @@ class ControlsPanel(QtWidgets.QWidget):
         configured = config.refine.method != "none" and bool(config.refine.weights)
         refine.setEnabled(configured)
         refine.setToolTip("" if configured else "no PoseFix checkpoint configured (refine.weights / --refine-weights)")
-        # The preset only matters while pose NMS runs; strength only while smoothing runs.
+        # The preset only matters while pose NMS runs; strength only while smoothing runs, and
+        # smoothing only while tracking gives it ids (untracked poses pass through unsmoothed).
         self._link(("pose_nms", "enabled"), ("pose_nms", "preset"))
-        self._link(("smoothing", "enabled"), ("smoothing", "strength"))
+        self._link(("tracking", "enabled"), ("smoothing", "enabled"))
+        self._link(("smoothing", "enabled"), ("smoothing", "strength"), ("tracking", "enabled"))
         layout.addStretch(1)
 
     # -- public ----------------------------------------------------------------------------------
@@ -154,8 +157,37 @@ class ControlsPanel(QtWidgets.QWidget):
             raise ValueError(f"unknown control kind {control.kind!r}")
         return w
 
-    def _link(self, switch: tuple[str, str], dependent: tuple[str, str]) -> None:
-        box = self._widgets[switch]
+    def _link(self, switch: tuple[str, str], dependent: tuple[str, str], *also: tuple[str, str]) -> None:
+        """``dependent`` is enabled while ``switch`` and every ``also`` switch are checked."""
+        boxes = [self._widgets[k] for k in (switch, *also)]
         target = self._widgets[dependent]
-        target.setEnabled(box.isChecked())
-        box.toggled.connect(target.setEnabled)
+
+        def update(*_):
+            target.setEnabled(all(b.isChecked() for b in boxes))
+        update()
+        for box in boxes:
+            box.toggled.connect(update)
+
+    def _with_value_label(self, control: Control, widget: QtWidgets.QWidget) -> QtWidgets.QWidget:
+        """A slider shows its value beside it (e.g. "×4.0" for the smoothing strength)."""
+        if not isinstance(widget, QtWidgets.QSlider):
+            return widget
+        row = QtWidgets.QWidget()
+        layout = QtWidgets.QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        label = QtWidgets.QLabel()
+        label.setMinimumWidth(label.fontMetrics().horizontalAdvance("×10.0") + 4)
+        self._value_labels[(control.section, control.key)] = label
+
+        def show(position: int) -> None:
+            label.setText(f"×{slider_to_strength(position):.2g}")
+        show(widget.value())
+        widget.valueChanged.connect(show)
+        widget.sliderMoved.connect(show)  # while dragging, before the value is applied on release
+        layout.addWidget(widget, 1)
+        layout.addWidget(label)
+        return row
+
+    def value_text(self, section: str, key: str) -> str:
+        """The value shown beside a slider."""
+        return self._value_labels[(section, key)].text()

@@ -1,15 +1,24 @@
 """Main window: video view with the skeleton overlay, transport bar, live controls, performance
-panel, recording and screenshots. Errors appear in a bar above the video, never as a crash."""
+panel, recording and screenshots. Errors appear in a bar above the video, never as a crash.
+
+The player: files play at their own pace (frames dropped when inference falls behind) unless
+"Every frame" is on. Pause keeps the frame on show; Step shows the next frame; a click on the
+seek groove jumps there. The end of a file is a state: Play, Step, a seek or Loop leave it.
+A recording runs from Record to Stop across loops, seeks and pauses (Record while paused saves
+the frame on show); its folder is chosen once and remembered.
+"""
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.controls import ControlsPanel
-from app.perf_panel import TICK_S, PerfPanel
+from app.perf_panel import FPS_WINDOW_S, TICK_S, PerfPanel
+from app.playback import exception_sentence, sentence
 from app.recorder import Recorder
 from app.session import PipelineSession, SessionInfo
 from app.settings import Settings
@@ -22,6 +31,24 @@ from core.errors import UserError
 log = logging.getLogger("rmpe.app")
 
 STATS_EVERY_S = 1.0
+# Panels fold away before the video shrinks: below these window widths (px) the performance
+# panel, then the controls, are hidden (and come back when the window grows again).
+PERF_PANEL_MIN_WINDOW = 1150
+CONTROLS_MIN_WINDOW = 820
+
+
+class _JumpClickStyle(QtWidgets.QProxyStyle):
+    """A left click on a slider's groove moves the handle there (and starts a drag), instead of
+    paging towards the click: what a seek bar does in every video player."""
+
+    def styleHint(self, hint, option=None, widget=None, data=None):  # noqa: N802 - Qt override
+        if hint == QtWidgets.QStyle.StyleHint.SH_Slider_AbsoluteSetButtons:
+            return int(QtCore.Qt.MouseButton.LeftButton.value)
+        return super().styleHint(hint, option, widget, data)
+
+
+def people(n: int) -> str:
+    return f"{n} person" if n == 1 else f"{n} people"
 
 
 class MessageBar(QtWidgets.QFrame):
@@ -67,12 +94,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recorder = Recorder()
         self.session.recorder = self.recorder
         self.session.loop = bool(settings["loop"])
+        self.session.every_frame = bool(settings["every_frame"])
         self.pause_after = pause_after
         self.paused = False
+        self.at_end = False  # the file's last frame is on show and nothing plays
+        self._shown_times: deque = deque(maxlen=512)  # (wall time, source timestamp) of shown frames
+        self._auto_hidden: set = set()  # docks folded away because the window is narrow
         self.frames_shown = 0
         self._last_result = None
         self._fresh_source = False
         self._seeking = False
+        self._press_value = -1
+        self._record_base: Path | None = None
+        self._skipped_shown = 0
         self._stats_due = 0.0
 
         # widgets
@@ -93,18 +127,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         left = self._add_dock("Controls", self.controls, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
         right = self._add_dock("Performance", self.perf, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.controls_dock, self.perf_dock = left, right
         self.resizeDocks([left, right], [left.widget().minimumWidth(), 380], QtCore.Qt.Orientation.Horizontal)
         self._build_actions()
         self.source_label = QtWidgets.QLabel("no source")
+        self.record_label = QtWidgets.QLabel("")
+        self.record_label.setStyleSheet("color: #ff5555;")
+        self.fps_label = QtWidgets.QLabel("")
+        self.fps_label.setToolTip("Frames shown per second, of the video's own rate; and how fast the video plays")
         self.frame_label = QtWidgets.QLabel("")
         self.statusBar().addWidget(self.source_label, 1)
+        self.statusBar().addPermanentWidget(self.record_label)
+        self.statusBar().addPermanentWidget(self.fps_label)
         self.statusBar().addPermanentWidget(self.frame_label)
+        self._set_transport_enabled(False)
 
         # wiring
         self.session.frame_ready.connect(self._show_latest)
         self.session.opened.connect(self._on_opened)
         self.session.failed.connect(self._on_failed)
         self.session.ended.connect(self._on_ended)
+        self.session.reached_end.connect(self._on_reached_end)
         self.controls.changed.connect(self._on_control)
         self.view.files_dropped.connect(self._on_dropped)
         self.timer = QtCore.QTimer(self)
@@ -120,6 +163,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 except (TypeError, ValueError):
                     pass
         self.perf.window_changed.connect(lambda s: self.settings.__setitem__("perf_window_s", int(s)))
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in (self.controls_dock, self.perf_dock):
+            view_menu.addAction(dock.toggleViewAction())
 
     # -- construction ----------------------------------------------------------------------------------
     def _add_dock(self, title: str, widget: QtWidgets.QWidget, area, scroll: bool = False) -> QtWidgets.QDockWidget:
@@ -135,10 +181,26 @@ class MainWindow(QtWidgets.QMainWindow):
             area_widget.setMinimumWidth(widget.sizeHint().width() + 24)
             dock.setWidget(area_widget)
         else:
-            widget.setMinimumWidth(300)
+            widget.setMinimumWidth(220)
             dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
+
+    def _fit_docks(self) -> None:
+        """Fold the panels away as the window narrows (performance first), so the video and its
+        seek bar keep most of the width; panels folded this way come back as it widens."""
+        width = self.width()
+        for dock, needed in ((self.perf_dock, PERF_PANEL_MIN_WINDOW), (self.controls_dock, CONTROLS_MIN_WINDOW)):
+            if width < needed and dock.isVisible():
+                dock.hide()
+                self._auto_hidden.add(dock)
+            elif width >= needed and dock in self._auto_hidden:
+                dock.show()
+                self._auto_hidden.discard(dock)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_docks()
 
     def _build_transport(self) -> None:
         self.transport = QtWidgets.QWidget()
@@ -154,8 +216,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.step_button.clicked.connect(self.step)
         self.seek_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.seek_slider.setEnabled(False)
-        self.seek_slider.sliderPressed.connect(lambda: setattr(self, "_seeking", True))
+        self.seek_slider.setMinimumWidth(120)
+        self._jump_style = _JumpClickStyle()
+        self._jump_style.setParent(self.seek_slider)
+        self.seek_slider.setStyle(self._jump_style)
+        self.seek_slider.setPageStep(30)
+        self.seek_slider.sliderPressed.connect(self._seek_pressed)
         self.seek_slider.sliderReleased.connect(self._seek_released)
+        self.seek_slider.valueChanged.connect(self._seek_value_changed)  # keys, wheel, a groove click
+        self.every_frame_box = QtWidgets.QCheckBox("Every frame")
+        self.every_frame_box.setChecked(bool(self.settings["every_frame"]))
+        self.every_frame_box.setToolTip("Process every frame of a file, in order (slower than the video for careful "
+                                        "review). Off: play at the video's own pace, skipping frames when needed.")
+        self.every_frame_box.toggled.connect(self._on_every_frame)
         self.loop_box = QtWidgets.QCheckBox("Loop")
         self.loop_box.setChecked(bool(self.settings["loop"]))
         self.loop_box.toggled.connect(self._on_loop)
@@ -166,6 +239,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in (self.play_button, self.step_button):
             row.addWidget(w)
         row.addWidget(self.seek_slider, 1)
+        row.addWidget(self.every_frame_box)
         row.addWidget(self.loop_box)
         row.addWidget(self.overlay_box)
 
@@ -193,6 +267,9 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addSeparator()
         self.record_action = action("Record", self.set_recording, "Ctrl+R", checkable=True)
         self.screenshot_action = action("Screenshot", self.save_screenshot, "Ctrl+S")
+        self.record_folder_action = QtGui.QAction("Recording folder…", self)
+        self.record_folder_action.triggered.connect(lambda: self.choose_record_folder())
+        file_menu.addAction(self.record_folder_action)
         file_menu.addSeparator()
         quit_action = QtGui.QAction("Quit", self)
         quit_action.setShortcut(QtGui.QKeySequence("Ctrl+Q"))
@@ -207,20 +284,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
         ``source``: an already open core.io Source to show instead of opening ``spec``.
         """
-        self.source_label.setText(f"opening {spec.label()}…")
+        recorded = self.recorder.active
+        if recorded:  # finalised before the next source: the message says where the files are
+            self.set_recording(False)
+        self._reset_source_state(f"opening {spec.label()}…")
         self.view.clear(f"Opening {spec.label()}…")
-        self.perf.reset()
-        self.frames_shown = 0
-        self._last_result = None
         self._fresh_source = True  # plots restart when it opens (after the models have loaded)
-        self.paused = False
-        self.play_button.setText("Pause")
         if note:
             self.message.show_message(note, "info")
-        else:
+        elif not recorded:
             self.message.hide()
-        if self.recorder.active:  # finalised before the next source: says where the files are
-            self.set_recording(False)
         self.session.open(spec, source=source)
         if spec.kind in ("file", "images") and source is None:
             self.settings["source"] = spec.to_dict()
@@ -258,6 +331,28 @@ class MainWindow(QtWidgets.QMainWindow):
     def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802
         self.view.dropEvent(event)
 
+    def _reset_source_state(self, status: str) -> None:
+        """Forget everything about the source that was open: status bar, seek bar, transport,
+        performance panel (a source closes, fails or is replaced)."""
+        self.source_label.setText(status)
+        self.frame_label.setText("")
+        self.fps_label.setText("")
+        self._shown_times.clear()
+        self.perf.reset()
+        self.frames_shown = 0
+        self._last_result = None
+        self.paused = self.at_end = False
+        self.play_button.setText("Pause")
+        self.seek_slider.blockSignals(True)
+        self.seek_slider.setValue(0)
+        self.seek_slider.blockSignals(False)
+        self._set_transport_enabled(False)
+
+    def _set_transport_enabled(self, on: bool, seekable: bool = False) -> None:
+        self.play_button.setEnabled(on)
+        self.step_button.setEnabled(on)
+        self.seek_slider.setEnabled(on and seekable)
+
     # -- transport -----------------------------------------------------------------------------------
     def toggle_pause(self) -> None:
         self.set_paused(not self.paused)
@@ -270,6 +365,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.pause()
         else:
             self.session.resume()
+            if self.at_end:  # Play at the end plays it again from the start
+                self._leave_end()
+                self.session.seek(0)
         self.play_button.setText("Play" if self.paused else "Pause")
 
     def step(self) -> None:
@@ -277,21 +375,68 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if not self.paused:
             self.set_paused(True)
-        self.session.step()
+        self._leave_end()
+        shown = self._last_result.index if self._last_result is not None else None
+        self.session.step(shown)
 
     def seek(self, index: int) -> None:
         info = self.session.info
-        if info is None or not info.spec.seekable:
+        if info is None or not info.spec.seekable or self.session.pipeline is None:
             return
+        index = int(index)
+        if info.frame_count:
+            index = max(0, min(index, int(info.frame_count) - 1))
+        self._leave_end()
         self.session.seek(index)
+        self.seek_slider.blockSignals(True)
+        self.seek_slider.setValue(index)
+        self.seek_slider.blockSignals(False)
+
+    def _leave_end(self) -> None:
+        if self.at_end:
+            self.at_end = False
+            info = self.session.info
+            self.source_label.setText(f"{info.spec.kind}: {info.spec.label()}" if info else "")
+
+    def _seek_pressed(self) -> None:
+        self._seeking = True
+        self._press_value = self.seek_slider.value()  # a click on the groove has already jumped here
 
     def _seek_released(self) -> None:
         self._seeking = False
-        self.seek(self.seek_slider.value())
+        if self.seek_slider.value() != self._press_value:
+            self.seek(self.seek_slider.value())
+
+    def _seek_value_changed(self, value: int) -> None:
+        if not self.seek_slider.isSliderDown():  # a drag seeks once, on release
+            self.seek(value)
 
     def _on_loop(self, on: bool) -> None:
         self.session.loop = bool(on)
         self.settings["loop"] = bool(on)
+        if on and self.at_end:  # Loop at the end: play again from the start
+            self.set_paused(False)
+
+    def _on_every_frame(self, on: bool) -> None:
+        self.settings["every_frame"] = bool(on)
+        self.session.set_every_frame(bool(on))
+        if self.session.pipeline is not None and self.session.info is not None and not self.session.info.live:
+            self.statusBar().showMessage("every frame: on (slower than real time)" if on
+                                         else "playing at the video's own pace", 4000)
+
+    @QtCore.Slot()
+    def _on_reached_end(self) -> None:
+        """The last frame of the file is on show: loop, or hold there as a state Play, Step, a
+        seek or Loop can leave."""
+        info = self.session.info
+        if self.session.loop and not self.paused:
+            self.session.seek(0)
+            return
+        self.paused = True
+        self.session.pause()
+        self.play_button.setText("Play")
+        self.at_end = True
+        self.source_label.setText(f"{info.spec.label()}: finished" if info else "finished")
 
     # -- results -------------------------------------------------------------------------------------
     @QtCore.Slot()
@@ -303,9 +448,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_result = result
         self.view.set_frame(self.session.shown_frame(result), display)
         self.frames_shown += 1
+        self._shown_times.append((time.monotonic(), float(result.timestamp)))
         info = self.session.info
         total = f" / {info.frame_count}" if info and info.frame_count else ""
-        self.frame_label.setText(f"frame {result.index}{total} · {len(result.poses)} people")
+        # frames are numbered from 1 for people: the last of 230 reads "230 / 230"
+        self.frame_label.setText(f"frame {result.index + 1}{total} · {people(len(result.poses))}")
         if info and info.frame_count and not self._seeking:
             self.seek_slider.blockSignals(True)
             self.seek_slider.setValue(int(result.index))
@@ -320,45 +467,111 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._last_result is not None:  # show the change now, also while paused
             self.view.set_frame(self.session.shown_frame(self._last_result))
 
+    def _redraw_shown(self) -> None:
+        """Draw the frame on show again with the current draw settings (paused or at the end no
+        new frame would bring a change of boxes, scores or thresholds to the screen)."""
+        from core.render import draw_poses
+
+        result = self._last_result
+        if result is None:
+            return
+        result.rendered = draw_poses(result.frame.copy(), result.poses, self.config.render)
+        self.view.set_frame(self.session.shown_frame(result))
+
+    def playback_rate(self, window_s: float = FPS_WINDOW_S) -> tuple[float, float] | None:
+        """(frames shown per second, video seconds played per second) over the last ``window_s``
+        seconds of shown frames; None before two frames. A seek or a loop inside the window
+        counts as one frame interval of video time."""
+        now = time.monotonic()
+        recent = [(t, ts) for t, ts in self._shown_times if t > now - window_s]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return None
+        info = self.session.info
+        interval = 1.0 / info.fps if info and info.fps else 0.0
+        played = sum(b - a if 0 < b - a < 1.0 else interval for (_, a), (_, b) in zip(recent, recent[1:]))
+        wall = recent[-1][0] - recent[0][0]
+        return (len(recent) - 1) / wall, played / wall
+
+    def _update_rate_label(self) -> None:
+        info = self.session.info
+        if info is not None and self.paused:
+            self.fps_label.setText("finished" if self.at_end else "paused")
+            return
+        rate = self.playback_rate()
+        if rate is None or info is None:
+            self.fps_label.setText("")
+            return
+        fps, speed = rate
+        of = f" of {info.fps:.0f}" if info.fps and not info.live else ""
+        self.fps_label.setText(f"{fps:.1f}{of} fps" + ("" if info.live else f" · {speed:.2f}× speed"))
+
     def _on_opened(self, info: SessionInfo) -> None:
         self.source_label.setText(f"{info.spec.kind}: {info.spec.label()}")
         seekable = bool(info.frame_count) and info.spec.seekable
-        self.seek_slider.setEnabled(seekable)
+        self._set_transport_enabled(True, seekable)
         if seekable:
             self.seek_slider.setRange(0, int(info.frame_count) - 1)
         self.loop_box.setEnabled(info.spec.seekable and info.reopenable)
+        self.every_frame_box.setEnabled(not info.live)
         if self._fresh_source:
             self.perf.reset()
             self._fresh_source = False
         self.perf.set_stats({}, info.device, info.backend)
         log.info("opened %s on %s (%s)", info.spec.label(), info.device, info.backend)
+        self._skipped_shown = 0
+        self._show_skipped()
+
+    def _show_skipped(self) -> None:
+        """Say how many unreadable images of the folder were passed over (as they are found)."""
+        skipped, info = self.session.skipped_images, self.session.info
+        if skipped == self._skipped_shown or info is None:
+            return
+        self._skipped_shown = skipped
+        text = f"skipped {skipped} unreadable image{'s' if skipped != 1 else ''}"
+        self.source_label.setText(f"{info.spec.kind}: {info.spec.label()} · {text}")
+        if not (self.message.isVisible() and self.message.level == "error"):
+            self.message.show_message(f"{text[0].upper()}{text[1:]} in {info.spec.label()}.", "info")
 
     def _on_failed(self, message: str) -> None:
         log.error("%s", message)
-        self.message.show_message(message, "error")
-        self.source_label.setText("no source")
-        self.view.clear("Nothing to show — see the message above.")
         if self.recorder.active:
             self.set_recording(False)
+        self.message.show_message(sentence(message), "error")
+        self._reset_source_state("no source")
+        self.view.clear("Nothing to show — see the message above.")
 
     def _on_ended(self, message: str) -> None:
+        """The pipeline stopped by itself: an error, or the end of a live stream (files hold at
+        their end instead, see _on_reached_end)."""
         info = self.session.info
         if message:
             self._on_failed(message)
             return
-        if self.recorder.active:  # a recording holds one pass over a file, never two
+        if self.recorder.active:
             self.set_recording(False)
-        if info is not None and info.spec.seekable and info.reopenable and self.session.loop:
-            self.session.open(info.spec)  # replay from the start
-            return
+        # the last frame stays on show with its numbers; nothing is left to play
         self.source_label.setText(f"{info.spec.label()}: finished" if info else "finished")
+        self.fps_label.setText("")
+        self._set_transport_enabled(False)
 
     def _tick(self) -> None:
-        self.perf.tick()
-        if self.recorder.active and self.recorder.error:
-            error = self.recorder.error
-            self.set_recording(False)
-            self.message.show_message(f"recording stopped: {error}", "error")
+        pipeline = self.session.pipeline
+        if pipeline is not None and self.frames_shown == 0 and not getattr(pipeline, "kernels_ready", True):
+            self.statusBar().showMessage("preparing: the first start compiles the pose kernels (up to a minute)…",
+                                         int(TICK_S * 1000) + 200)
+        if self.session.info is not None:  # no source, nothing to plot
+            self.perf.tick()
+            if not self.at_end:
+                self.session.poll_end()
+        self._update_rate_label()
+        self._show_skipped()
+        if self.recorder.active:
+            if self.recorder.error:
+                error = self.recorder.error
+                self.set_recording(False)
+                self.message.show_message(sentence(f"recording stopped: {error}"), "error")
+            else:
+                self._update_record_label()
         now = time.monotonic()
         if now >= self._stats_due and self.session.pipeline is not None:
             self._stats_due = now + STATS_EVERY_S
@@ -370,43 +583,74 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             restarted = self.session.update_config(section, values)
         except UserError as exc:
-            self.message.show_message(str(exc), "error")
+            self.message.show_message(sentence(str(exc)), "error")
             return
         except Exception as exc:  # noqa: BLE001 - a rejected setting is a message, not a crash
-            self.message.show_message(f"could not apply {section} {values}: {exc}", "error")
+            self.message.show_message(exception_sentence(exc, f"could not apply {section} {values}"), "error")
             return
         self.settings.remember(section, **values)
         if restarted:
             self.statusBar().showMessage(f"{section} changed: reloading the models…", 4000)
+        elif section == "render" and (self.paused or self.at_end):
+            self._redraw_shown()
 
     # -- record and screenshot -------------------------------------------------------------------------
     def output_dir(self) -> Path:
+        """Where recordings and screenshots go: the folder the user chose, else ~/Videos/rmpe-live."""
         folder = self.settings["record_dir"] or str(Path.home() / "Videos" / "rmpe-live")
         return Path(folder).expanduser()
 
+    def choose_record_folder(self) -> Path | None:
+        """Ask where recordings go (remembered in the settings); None when cancelled."""
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Choose the folder for recordings",
+                                                            str(self.output_dir()))
+        if not folder:
+            return None
+        self.settings["record_dir"] = str(folder)
+        self.statusBar().showMessage(f"recordings go to {folder}", 5000)
+        return Path(folder)
+
     def set_recording(self, on: bool) -> None:
+        """Start or stop the recording session. The first Record asks for the folder; Record
+        while paused saves the frame on show at once (Step adds frames)."""
         if bool(on) == self.recorder.active:
             self._sync_record_action()
             return
         if on:
+            if not self.settings["record_dir"] and self.choose_record_folder() is None:
+                self._sync_record_action()  # cancelled: nothing starts
+                return
             info = self.session.info
             try:
                 base = self.recorder.start(self.output_dir(), fps=info.fps if info else 30.0,
                                            live=info.live if info else False)
             except (UserError, OSError) as exc:
-                self.message.show_message(f"cannot record: {exc}", "error")
+                self.message.show_message(exception_sentence(exc, "cannot record"), "error")
                 self._sync_record_action()
                 return
-            self.statusBar().showMessage(f"recording to {base}.mp4 / .json / .csv", 5000)
+            self._record_base = base
+            if (self.paused or self.at_end) and self._last_result is not None:
+                self.recorder.write(self._last_result)  # nothing else would arrive while paused
+            self._update_record_label()
         else:
+            frames = self.recorder.frames
             try:
                 paths = self.recorder.stop()
             except Exception as exc:  # noqa: BLE001
-                self.message.show_message(f"finishing the recording failed: {exc}", "error")
+                self.message.show_message(exception_sentence(exc, "finishing the recording failed"), "error")
             else:
                 if paths:
-                    self.message.show_message("saved " + ", ".join(str(p) for p in paths), "info")
+                    self.message.show_message(f"Recording saved ({frames} frame{'s' if frames != 1 else ''}): "
+                                              + ", ".join(str(p) for p in paths), "info")
+                elif self.message.level != "error" or not self.message.isVisible():
+                    self.message.show_message("Nothing was recorded: no frame was shown while recording "
+                                              "(nothing played).", "info")
+            self.record_label.setText("")
         self._sync_record_action()
+
+    def _update_record_label(self) -> None:
+        if self.recorder.active:
+            self.record_label.setText(f"● REC {self.recorder.frames} frames → {self._record_base.parent}")
 
     def _sync_record_action(self) -> None:
         self.record_action.blockSignals(True)
@@ -416,14 +660,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_screenshot(self) -> Path | None:
         image = self.view.image()
-        if image is None:
-            self.message.show_message("nothing to save yet", "info")
+        if image is None:  # the status bar: a banner here would replace an error the user needs
+            self.statusBar().showMessage("no picture to save yet", 5000)
             return None
         folder = self.output_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self.message.show_message(f"cannot save screenshot: {exc}", "error")
+            self.message.show_message(exception_sentence(exc, "cannot save the screenshot"), "error")
             return None
         path = folder / time.strftime("rmpe-%Y%m%d-%H%M%S.png")
         n = 1

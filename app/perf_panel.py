@@ -84,6 +84,7 @@ class PerfPanel(QtWidgets.QWidget):
         self._fps: deque[float] = deque(maxlen=maxlen)
         self._stage: dict[str, deque[float]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._colours: dict[str, str] = {}
 
         pg.setConfigOptions(antialias=False, background="#121212", foreground="#cccccc")
         self.fps_plot = pg.PlotWidget()
@@ -98,7 +99,11 @@ class PerfPanel(QtWidgets.QWidget):
         self.latency_plot.setLabel("bottom", "s")
         self.latency_plot.setMouseEnabled(False, False)
         self.latency_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.latency_plot.addLegend(offset=(5, 5), labelTextSize="7pt", brush=pg.mkBrush(18, 18, 18, 200))
+        # The legend is a line of text under the plot, not an item inside it: inside, it covered
+        # the curves of a narrow panel.
+        self.legend = QtWidgets.QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         for plot in (self.fps_plot, self.latency_plot):
             plot.setMinimumHeight(140)
 
@@ -129,6 +134,7 @@ class PerfPanel(QtWidgets.QWidget):
         layout.addWidget(self.queues)
         layout.addWidget(self.fps_plot, 1)
         layout.addWidget(self.latency_plot, 1)
+        layout.addWidget(self.legend)
 
     # -- feeding ---------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
@@ -147,8 +153,9 @@ class PerfPanel(QtWidgets.QWidget):
                 # a stage first seen now gets NaN history so all series share the time axis
                 series = self._stage[name] = deque([math.nan] * (len(self._t) - 1), maxlen=self._t.maxlen)
                 colour = "#ffffff" if name == END_TO_END else _STAGE_COLOURS[len(self._curves) % len(_STAGE_COLOURS)]
-                self._curves[name] = self.latency_plot.plot(name=name, pen=pg.mkPen(colour, width=2),
-                                                            connect="finite")
+                self._curves[name] = self.latency_plot.plot(pen=pg.mkPen(colour, width=2), connect="finite")
+                self._colours[name] = colour
+                self._update_legend()
             # a tick without results (slow CPU, pause) keeps the last measured value: a gap-free line
             series.append(stages.get(name, series[-1] if series else math.nan))
         self._redraw(t)
@@ -214,10 +221,18 @@ class PerfPanel(QtWidgets.QWidget):
         for name in list(self._curves):
             self.latency_plot.removeItem(self._curves.pop(name))
         self._stage.clear()
-        legend = self.latency_plot.plotItem.legend
-        if legend is not None:
-            legend.clear()
+        self._colours.clear()
+        self._update_legend()
         self.fps_curve.setData([], [])
+        self.last_fps = 0.0
+        self.summary.setText("FPS –")
+        self.totals.setText("")
+        self.queues.setText("Queues: –")
+        self.device.setText("Device: –")
+
+    def _update_legend(self) -> None:
+        self.legend.setText(" ".join(f'<span style="color:{c}">━</span>&nbsp;{n}'
+                                     for n, c in self._colours.items()))
 
     def _redraw(self, t: float) -> None:
         xs = list(self._t)

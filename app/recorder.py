@@ -4,9 +4,16 @@ Recording starts and stops while the pipeline runs, so the writers are not pipel
 session hands every result to ``write`` on the pipeline's sinks thread and the GUI thread calls
 ``start``/``stop``; a lock keeps the two apart. Writers open lazily on the first frame (they need
 its size) and are finalised by ``stop``, so every file is valid and the mp4 playable.
+
+A recording is a session the user starts and stops: it spans loops, seeks, pauses and restarts of
+the source. So the files carry their own clock: frame ``n`` of the mp4 is entry ``n`` of the JSON
+and CSV (``index`` renumbered from 0), and its time advances by the source's frame gap when the
+source moved forward by under a second (frames dropped in real time keep their spacing), else by
+one frame interval (a loop back to the start, a seek, a step while paused).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,6 +33,8 @@ class Recorder:
         self._live = False
         self.frames = 0
         self.error: str | None = None  # first write failure (recording stops there)
+        self._clock = 0.0  # the recording's own time of the last frame written (s)
+        self._source_t: float | None = None  # source timestamp of the last frame written
 
     @property
     def active(self) -> bool:
@@ -50,6 +59,7 @@ class Recorder:
             self._writers = None
             self.frames = 0
             self.error = None
+            self._clock, self._source_t = 0.0, None
         log.info("recording to %s.{mp4,json,csv}", base)
         return base
 
@@ -63,8 +73,9 @@ class Recorder:
             try:
                 if self._writers is None:
                     self._writers = self._open(result)
+                own = self._renumber(result)
                 for writer in self._writers:
-                    writer.write(result)
+                    writer.write(own)
                 self.frames += 1
             except Exception as exc:  # noqa: BLE001 - a full disk stops the recording, not the app
                 self.error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
@@ -86,6 +97,15 @@ class Recorder:
         if errors:
             raise UserError("finishing the recording failed: " + "; ".join(errors))
         return [base.with_suffix(s) for s in (".mp4", ".json", ".csv")]
+
+    def _renumber(self, result):
+        """A shallow copy of ``result`` on the recording's own frame numbers and clock."""
+        interval = 1.0 / self._fps
+        if self._source_t is not None:
+            gap = float(result.timestamp) - self._source_t
+            self._clock += gap if 0.0 < gap < 1.0 else interval
+        self._source_t = float(result.timestamp)
+        return dataclasses.replace(result, index=self.frames, timestamp=self._clock)
 
     def _open(self, result) -> list:
         from core.io import CocoJsonWriter, CsvWriter, SourceInfo, VideoWriter

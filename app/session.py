@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 from PySide6 import QtCore
 
+from app.playback import PlayerSource, exception_sentence, sentence
 from app.sources_dialog import SourceSpec
 from app.video_view import fit_size
 from core.config import Config
@@ -38,6 +39,10 @@ PLOTTED_STAGES = ("decode", "infer", "post")  # top-level stage timings carried 
 ESTIMATOR_KEYS = RESTART_KEYS | {("runtime", "device"), ("runtime", "backend"), ("runtime", "threads"),
                                  ("runtime", "half")}
 RESTART_SECTIONS = {"runtime", "pipeline"}
+# Files play at their own pace, frames dropped when inference falls behind (the pipeline's
+# real-time mode); "process every frame" runs them in file mode. Cameras and streams run live.
+REALTIME_MODE = "realtime"
+HELD_MAX = 64  # results kept back while paused (frames that were in flight when the user paused)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class PipelineSession(QtCore.QObject):
     failed = QtCore.Signal(str)  # one line for the message bar
     ended = QtCore.Signal(str)  # "" at the end of a file, else the error line
     frame_ready = QtCore.Signal()
+    reached_end = QtCore.Signal()  # the last frame of a file / image folder is on its way to the view
     _built = QtCore.Signal(int, object, object)  # worker thread -> GUI thread
 
     def __init__(self, config: Config, estimator_factory=None, parent: QtCore.QObject | None = None):
@@ -71,6 +77,7 @@ class PipelineSession(QtCore.QObject):
         self.estimator_factory = estimator_factory
         self.loop = False
         self.paused = False
+        self.every_frame = False  # files: process every frame (file mode) instead of real time
         self.recorder = None  # app.recorder.Recorder, set by the window
         self.meter = None  # app.perf_panel.FrameMeter, set by the window
         # Display pre-scaling, read on the pipeline thread: where the frame will be shown (device
@@ -91,6 +98,15 @@ class PipelineSession(QtCore.QObject):
         self._estimator = None
         self._estimator_key: tuple | None = None
         self._closing = False
+        # While paused, results still in flight are held back (the view stays on the frame the
+        # user paused on); Step takes the next one from here. ``_want``: the index to show next.
+        self._holding = False
+        self._held: list = []
+        self._want: int | None = None
+        self._offered: int | None = None  # index of the newest result put in the mailbox
+        self._end_sent = False
+        self._end_seen: tuple[int, float] | None = None  # (results, time) when poll_end first saw the end
+        self._player: PlayerSource | None = None  # the current generation's seekable source
         self._built.connect(self._accept)
 
     # -- lifecycle (GUI thread) --------------------------------------------------------------------
@@ -108,6 +124,10 @@ class PipelineSession(QtCore.QObject):
         with self._lock:
             self._latest, self._pending = None, False
             self.results = self.skipped = 0
+            self._holding, self._held = self.paused, []
+            self._want = int(start_at) if self.paused else None
+            self._offered, self._end_sent = None, False
+        self._player, self._end_seen = None, None
         self.last_index = start_at
         self._spawn(self._open_worker, self._generation, spec, int(start_at), source, name="rmpe-app-open")
 
@@ -182,22 +202,97 @@ class PipelineSession(QtCore.QObject):
         return False
 
     def pause(self) -> None:
+        """Hold the decoder and keep the view on the frame shown now: results still in flight
+        arrive later and are held back for Step instead of moving the picture on."""
         self.paused = True
+        with self._lock:
+            self._holding, self._want = True, None
+            if self._pending:  # not shown yet: it came after the frame on show
+                self._held.append(self._latest[0])
+                self._latest, self._pending = None, False
         if self.pipeline is not None:
             self.pipeline.pause()
 
     def resume(self) -> None:
         self.paused = False
+        with self._lock:
+            self._holding, self._held, self._want = False, [], None
         if self.pipeline is not None:
             self.pipeline.resume()
 
-    def step(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.step()
+    def step(self, shown: int | None = None) -> None:
+        """Show frame ``shown + 1`` (default: after the newest shown): from the held results when
+        it is there, else by letting the decoder read it, else by seeking to it."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        target = (self.last_index if shown is None else int(shown)) + 1
+        source = pipeline.source
+        if not isinstance(source, PlayerSource):  # live: the next frame that comes
+            pipeline.step()
+            return
+        if source.exhausted and not any(r.index >= target for r in self._held):
+            target = 0  # a step past the end starts again at the first frame
+        with self._lock:
+            notify = False
+            self._held = [r for r in self._held if r.index >= target]
+            if self._held and self._held[0].index == target:
+                notify = self._offer(self._held.pop(0), None)
+                offered = True
+            else:
+                self._want, offered = target, False
+                decoder_next = source.position == target - 1 and not source.exhausted
+                if not decoder_next:
+                    self._held, self._end_sent = [], False
+        if offered:
+            if notify:  # outside the lock: the view takes the frame from this very thread
+                self.frame_ready.emit()
+            # the decoder moves on by one too, so the frames in flight stay the same number ahead
+            # (in file mode Step after Step shows consecutive frames from the held ones)
+            if not source.exhausted:
+                pipeline.step()
+            self._check_end(self._generation, target)
+        elif decoder_next:
+            pipeline.step()
+        else:
+            pipeline.seek(target)
 
     def seek(self, index: int) -> None:
         if self.pipeline is not None and self.pipeline.source.seekable:
+            with self._lock:
+                self._held = []
+                self._want = int(index) if self._holding else None
+                self._end_sent = False
             self.pipeline.seek(int(index))
+
+    @property
+    def source(self):
+        """The source the running pipeline reads (as opened or handed in, not the player's wrapper)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return None
+        return pipeline.source.inner if isinstance(pipeline.source, PlayerSource) else pipeline.source
+
+    @property
+    def skipped_images(self) -> int:
+        """Unreadable images of the open image folder passed over so far."""
+        source = self._player
+        return len(getattr(source.inner, "skipped", ()) or ()) if source is not None else 0
+
+    @property
+    def at_end(self) -> bool:
+        """True while the decoder waits at the end of a file or image folder."""
+        pipeline = self.pipeline
+        return bool(pipeline is not None and pipeline.at_end)
+
+    def set_every_frame(self, on: bool) -> None:
+        """Switch files between real time and every frame (a restart at the current frame)."""
+        if bool(on) == self.every_frame:
+            return
+        self.every_frame = bool(on)
+        info = self.info
+        if info is not None and not info.live:
+            self.restart()
 
     def stats(self) -> dict:
         pipeline = self.pipeline
@@ -225,6 +320,9 @@ class PipelineSession(QtCore.QObject):
             return
         try:
             source = source if source is not None else _open(spec)
+            if source.seekable and not source.live:
+                source = PlayerSource(source, on_exhausted=lambda: self._check_end(gen, None))
+                self._player = source
             pipeline = self._make_pipeline(source, gen)
         except Exception as exc:  # noqa: BLE001 - shown in the window, never a crash
             if source is not None:
@@ -279,8 +377,11 @@ class PipelineSession(QtCore.QObject):
             else:
                 estimator = PoseEstimator(config, config.runtime.device)
             self._estimator, self._estimator_key = estimator, key
-        return Pipeline(source, config, on_result=lambda r: self._on_result(gen, r), profile=True,
-                        estimator=estimator, post_steps=build_post_steps(config, source.fps))
+        kwargs = dict(on_result=lambda r: self._on_result(gen, r), profile=True, estimator=estimator,
+                      post_steps=build_post_steps(config, source.fps),
+                      hold_at_end=bool(source.seekable and not source.live))
+        mode = None if source.live else ("file" if self.every_frame else REALTIME_MODE)
+        return Pipeline(source, config, mode=mode, **kwargs)
 
     @QtCore.Slot(int, object, object)
     def _accept(self, gen: int, pipeline, info: SessionInfo) -> None:
@@ -313,9 +414,9 @@ class PipelineSession(QtCore.QObject):
             pipeline.wait()
             message = ""
         except UserError as exc:
-            message = str(exc)
+            message = sentence(str(exc))
         except Exception as exc:  # noqa: BLE001
-            message = f"{type(exc).__name__}: {exc}"
+            message = exception_sentence(exc, "playback stopped")
         finally:
             self._release(pipeline)  # wait() returned: every stage thread has ended
         if gen == self._generation and not self._closing:
@@ -376,12 +477,59 @@ class PipelineSession(QtCore.QObject):
         display = self._prescale(result)
         with self._lock:
             self.results += 1
-            if self._pending:
-                self.skipped += 1
-            notify = not self._pending
-            self._latest, self._pending = (result, display), True
+            if self._holding and result.index != self._want:
+                self._held.append(result)  # in flight when the user paused: kept for Step
+                del self._held[:-HELD_MAX]
+                return
+            self._want = None
+            notify = self._offer(result, display)
         if notify:
             self.frame_ready.emit()
+        self._check_end(gen, result.index)
+
+    def _offer(self, result, display) -> bool:
+        """Put ``result`` in the one-slot mailbox (lock held); True when the GUI must be told
+        (the slot was empty); the caller emits ``frame_ready`` once the lock is released."""
+        if self._pending:
+            self.skipped += 1
+        notify = not self._pending
+        self._latest, self._pending = (result, display), True
+        self._offered = int(result.index)
+        return notify
+
+    def poll_end(self, quiet_s: float = 0.5) -> None:
+        """GUI timer: report the end when the decoder has waited at it for ``quiet_s`` with no
+        result since (a fallback for an end the frame count could not tell, e.g. the last frames
+        passed over in real-time playback)."""
+        pipeline, source = self.pipeline, self._player
+        if pipeline is None or source is None or self._end_sent or self._holding \
+                or not (pipeline.at_end and source.exhausted):
+            self._end_seen = None
+            return
+        now = time.monotonic()
+        if self._end_seen is None or self._end_seen[0] != self.results:
+            self._end_seen = (self.results, now)
+            return
+        if now - self._end_seen[1] >= quiet_s:
+            with self._lock:
+                if self._end_sent:
+                    return
+                self._end_sent = True
+            self.reached_end.emit()
+
+    def _check_end(self, gen: int, index: int | None) -> None:
+        """Decoder or sinks thread: report the end once the decoder found it and the last frame it
+        read has been offered to the view (whichever of the two happens second reports)."""
+        source = self._player
+        if gen != self._generation or source is None:
+            return
+        with self._lock:
+            if self._end_sent or not source.exhausted or self._offered is None:
+                return
+            if self._offered != source.last_index:
+                return
+            self._end_sent = True
+        self.reached_end.emit()
 
 
 def _open(spec: SourceSpec):
@@ -392,12 +540,12 @@ def _open(spec: SourceSpec):
     if spec.kind == "camera":
         return open_source(camera=int(spec.value))
     if spec.kind == "images":
-        return open_source(images=str(spec.value))
+        from core.io import ImageSource
+
+        return ImageSource(str(spec.value), skip_unreadable=True)  # one bad image must not end the show
     return open_source(url=str(spec.value))
 
 
 def _message(exc: BaseException, spec: SourceSpec) -> str:
-    if isinstance(exc, UserError):
-        return str(exc)
-    return f"could not open {spec.label()}: {type(exc).__name__}: {exc}"
+    return exception_sentence(exc, f"could not open {spec.label()}")
 

@@ -1,8 +1,9 @@
 """App settings persisted between runs as YAML in the user config dir (platformdirs).
 
-Holds the live-control overrides of the pipeline config, the last source, loop, the recording
-folder and the window geometry. A damaged or stale file never stops the app: unreadable files
-and unknown keys are dropped with a warning.
+Holds the live-control overrides of the pipeline config, the last source (reopened at launch),
+loop, every-frame playback, the recording folder (chosen by the user) and the window geometry.
+A damaged or stale file never stops the app: unreadable files and unknown keys are dropped with
+a warning.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "config": {},  # section -> {key: value}, applied over Config.load()
     "source": None,  # {"kind": file|camera|images|url, "value": ...}
     "loop": True,
+    "every_frame": False,  # files: process every frame (file mode) instead of playing in real time
     "perf_window_s": 30,
     "record_dir": None,
     "geometry": None,  # hex of QMainWindow.saveGeometry()

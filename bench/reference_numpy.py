@@ -129,7 +129,7 @@ def pose_nms_reference(keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndar
             continue
         kept.append(j)
         out_kp.append(np.concatenate([merged_xy, merged_c[:, None]], 1))
-        out_sc.append(merged_c.mean() + scores[j] + 1.25 * merged_c.max() if params.rescore == "alphapose"
+        out_sc.append((merged_c.mean() + scores[j] + 1.25 * merged_c.max()) / 3.25 if params.rescore == "alphapose"
                       else scores[j])
     if not kept:
         return np.zeros(0, np.int64), np.zeros((0, k, 3)), np.zeros(0)

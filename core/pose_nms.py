@@ -10,7 +10,9 @@ Two named presets (details and constants in docs/pose_nms.md):
 * ``alphapose`` — the AlphaPose PyTorch port: raw pixel distances, K_sim mask ‖Δ‖ ≤ 1 px,
   H_sim = Σ exp(−‖Δ‖/δ2), an extra rule "≥ matchThreds keypoints within min(ref, 7) px",
   merging within min(ref, 15) px (ref = 0.1·S), greedy order by mean keypoint score and the
-  port's proposal score (mean + box score + 1.25·max of the merged keypoint scores).
+  port's proposal score (mean + box score + 1.25·max of the merged keypoint scores), divided by
+  its largest value 3.25 so person scores stay in [0, 1] like every other stage's (the order, and
+  so COCO AP, is unchanged; unscaled, a person read 0.97 alone and ~3 beside someone else).
 
 Both: greedy in score order (ties by index), each eliminated pose is merged into the pose that
 eliminated it (score-weighted average, merged score Σc²/Σc), then poses whose maximum keypoint
@@ -30,6 +32,7 @@ from core.poses import Poses
 __all__ = ["NMSParams", "PRESETS", "get_params", "pose_nms", "pose_nms_arrays"]
 
 _FORMS = {"paper": 0, "alphapose": 1}
+ALPHAPOSE_SCORE_MAX = 3.25  # mean + box + 1.25·max with every score at 1: the rescore's range
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class NMSParams:
     merge_cap: float = 15.0  # alphapose: merge radius min(ref, cap) px (paper: the part box)
     score_threshold: float = 0.3  # drop poses whose max keypoint score is below this
     min_area: float = 0.0  # drop merged poses whose keypoint extent area (px²) is below this
-    rescore: str = "keep"  # output person score: "keep" | "alphapose" (mean + box + 1.25·max)
+    rescore: str = "keep"  # output person score: "keep" | "alphapose" ((mean + box + 1.25·max) / 3.25)
 
     def __post_init__(self):
         if self.form not in _FORMS:
@@ -269,7 +272,7 @@ def _pose_nms(kp, tconf, boxes, scores, prm):
             h = mxy[q, :, 1].max() - mxy[q, :, 1].min()
             ok = w * h >= min_area
         keep[q] = ok
-        out_sc[q] = msum / k + scores[j] + 1.25 * mmax if rescore else scores[j]
+        out_sc[q] = (msum / k + scores[j] + 1.25 * mmax) / ALPHAPOSE_SCORE_MAX if rescore else scores[j]
     out_kp = np.empty((m, k, 3))
     out_kp[:, :, :2] = mxy
     out_kp[:, :, 2] = mc

@@ -56,6 +56,7 @@ def test_two_thousand_frames_keep_memory_flat(qapp, wait, man_clip, blazepose_mo
 
     clip = man_clip(PERSON_FRAMES, EMPTY_FRAMES, SIZE)
     settings = Settings(tmp_path / "app.yaml")
+    settings["every_frame"] = True  # all 2,000 frames through (real-time playback would drop some)
     # the clip is one 320×240 tile anyway; the default interval: tracked frames skip the detector
     window = MainWindow(Config.load(overrides={"detector": {"tiling": False}}), settings)
     window.show()

@@ -53,6 +53,9 @@ def window(qapp, demo_video, blazepose_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("app")
     settings = Settings(folder / "app.yaml")
     settings["record_dir"] = str(folder / "out")
+    # Every frame (file mode): the pause / step checks below count decoded frames against results,
+    # which real-time playback (the default, covered in test_player.py) drops on purpose.
+    settings["every_frame"] = True
     # One full-frame detector pass instead of tiles and short queues: the same code paths, less
     # CPU per frame and fewer frames in flight, so the checks below take seconds.
     config = Config.load(overrides={"detector": {"tiling": False}, "pipeline": {"queue_size": 1}})

@@ -63,7 +63,7 @@ def test_each_source_is_closed_once(qapp, wait, tmp_path, demo_video, blazepose_
             second = open_source(video=str(demo_video))
             later = _counting_close(second)
             window.open_source(spec, source=second)
-            assert wait(lambda: window.session.pipeline is not None and window.session.pipeline.source is second
+            assert wait(lambda: window.session.pipeline is not None and window.session.source is second
                         and window.frames_shown >= 2, timeout=120), window.message.text()
         window.close()
         assert len(calls) == 1, calls

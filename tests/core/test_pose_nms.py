@@ -119,7 +119,7 @@ def test_final_score_filter_and_person_scores(rng):
     assert len(out) == 1 and out.scores[0] == np.float32(0.9)
     out = pose_nms(poses, "alphapose")
     kp = out.keypoints[0, :, 2]
-    np.testing.assert_allclose(out.scores[0], kp.mean() + 0.9 + 1.25 * kp.max(), rtol=1e-6)
+    np.testing.assert_allclose(out.scores[0], (kp.mean() + 0.9 + 1.25 * kp.max()) / 3.25, rtol=1e-6)
     assert len(pose_nms(poses, "paper", score_threshold=0.1)) == 2
 
 
@@ -183,3 +183,18 @@ def test_paper_match_rule_override_is_scale_normalised(rng):
     assert len(pose_nms(poses, "paper", match_count=10)) == 2
     small = Poses(poses.boxes / 100, poses.keypoints * [0.01, 0.01, 1], poses.scores)
     assert len(pose_nms(small, "paper", match_count=9)) == 1
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("k_conf", [(0.6, 1.0), (0.99, 1.0)])
+def test_person_scores_stay_in_unit_range(preset, k_conf, rng):
+    """Person scores are [0, 1] whatever the preset: the app's NMS preset control once turned
+    'alphapose' scores of 0.97 (one person, NMS skipped) into ~3 as soon as a second person came
+    into view (the port's mean + box + 1.25·max, unscaled)."""
+    poses, _ = candidates([person(150, 100), person(150, 600), person(150, 1100)], 3, 0.005, rng, k_conf=k_conf)
+    poses.scores[:] = 1.0  # the largest box score a detector can give
+    out = pose_nms(poses, preset)
+    assert len(out) == 3
+    assert ((out.scores >= 0) & (out.scores <= 1)).all(), out.scores
+    if preset == "alphapose" and k_conf[0] > 0.9:  # near-perfect people score near 1, not 3
+        assert out.scores.min() > 0.95
