@@ -40,7 +40,7 @@ BAD_VALUES = [
     ("runtime", "device", "tpu", ["runtime.device", "auto, cpu, cuda"]),
     ("runtime", "backend", "tensorrt", ["runtime.backend", "onnxruntime", "jit"]),
     ("runtime", "threads", -1, ["runtime.threads", ">= 0"]),
-    ("pipeline", "mode", "fast", ["pipeline.mode", "auto, file, live"]),
+    ("pipeline", "mode", "fast", ["pipeline.mode", "auto, file, realtime, live"]),
     ("pipeline", "queue_size", 0, ["pipeline.queue_size", ">= 1"]),
 ]
 IDS = [f"{s}.{k}={v!r}" for s, k, v, _ in BAD_VALUES]
