@@ -41,6 +41,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("sppe", "decode", "Decode", "choice", choices("sppe", "decode"), "Pose"),
     Control("pose_nms", "enabled", "Pose NMS", "check", (), "Pose"),
     Control("pose_nms", "preset", "NMS preset", "choice", choices("pose_nms", "preset"), "Pose"),
+    Control("refine", "enabled", "PoseFix refine", "check", (), "Pose"),
     Control("tracking", "enabled", "Tracking", "check", (), "Tracking"),
     Control("smoothing", "enabled", "Smoothing", "check", (), "Tracking"),
     Control("smoothing", "strength", "Smoothing strength", "strength", (0, 100, 1), "Tracking"),
@@ -74,6 +75,10 @@ class ControlsPanel(QtWidgets.QWidget):
         device = self._widgets[("runtime", "device")]
         device.setEnabled(cuda_available)
         device.setToolTip("" if cuda_available else "CUDA is not available on this machine")
+        refine = self._widgets[("refine", "enabled")]
+        configured = config.refine.method != "none" and bool(config.refine.weights)
+        refine.setEnabled(configured)
+        refine.setToolTip("" if configured else "no PoseFix checkpoint configured (refine.weights / --refine-weights)")
         # The preset only matters while pose NMS runs; strength only while smoothing runs, and
         # smoothing only while tracking gives it ids (untracked poses pass through unsmoothed).
         self._link(("pose_nms", "enabled"), ("pose_nms", "preset"))

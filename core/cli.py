@@ -25,7 +25,8 @@ COMMANDS = {
     "batch": ("core.batch.cli", "run the pipeline over a collection of videos (local workers or Ray)"),
     "models": ("core.models.install", "install or inspect the fetched models and demo video"),
     "eval": ("core.evaluation.cli", "COCO keypoint AP and Ronchi-Perona error diagnosis"),
-    "train": ("training.cli", "train SPPE, RMPE and PGPG models"),
+    "train": ("training.cli", "train SPPE, RMPE, PGPG and PoseFix models"),
+    "refine": ("core.refine_cli", "refine a keypoint results JSON with a PoseFix checkpoint"),
     "gui": ("app.cli", "open the desktop app"),
 }
 # Flags that mean "headless run" when given without a command: `python main.py --video demo ...`.
@@ -54,13 +55,15 @@ def build_post_steps(config, fps: float) -> list:
     source's frame rate (the tracker's time step when timestamps do not advance).
     """
     from core.pipeline.steps import PoseNMSStep, SectionStep
+    from core.refine import build_refine_step
     from trackers import PoseSmoother, PoseTracker
 
     tracker = PoseTracker(config.tracking, fps)
     smoother = PoseSmoother(config.smoothing)
+    refine = build_refine_step(config, config.runtime.device)  # None unless refine.method is set
     return [
         PoseNMSStep(config.pose_nms),
-        # refine slot: a pose refiner (PoseFix) goes here, between NMS and tracking
+        *([refine] if refine is not None else []),  # PoseFix: refine.enabled switches it live
         SectionStep("track", config.tracking, tracker.update, tracker.reset),
         SectionStep("smooth", config.smoothing, smoother, smoother.reset),
     ]

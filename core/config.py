@@ -36,6 +36,7 @@ SmoothingMethod = Literal["one_euro", "kalman"]
 Device = Literal["auto", "cpu", "cuda"]
 Backend = Literal["auto", "onnxruntime", "eager", "channels_last", "jit"]
 PipelineMode = Literal["auto", "file", "realtime", "live"]  # live = realtime; see core.pipeline.runner
+RefineMethod = Literal["none", "posefix"]
 
 
 def setting(default, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
@@ -133,12 +134,21 @@ class PipelineConfig:
 
 
 @dataclass
+class RefineConfig:
+    method: RefineMethod = "none"  # posefix: PoseFix post step after pose NMS, before tracking
+    weights: str | None = None  # a `train posefix` checkpoint
+    enabled: bool = True  # live on/off switch (app) while a refiner is configured
+    flip_test: bool = True  # average with the mirrored crop's estimate (2 passes)
+
+
+@dataclass
 class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     sppe: SPPEConfig = field(default_factory=SPPEConfig)
     pose_nms: PoseNMSConfig = field(default_factory=PoseNMSConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.geometry import box_iou
 from core.oks import compute_oks
 
 # BlazePose enlarges the square around the alignment circle by this factor before cropping
@@ -134,18 +135,6 @@ def _normalise_angle(a: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- same person
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of x1, y1, x2, y2 boxes."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 def core_iou(a: Rois, b: Rois) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Resumable training checkpoints that embed their config and model spec.
 
 A checkpoint is a plain dict (tensors, numbers, strings, lists) so ``torch.load(weights_only=True)``
-reads it: ``format``, ``kind`` (sppe | rmpe), ``model_spec`` (what ``load_trained_sppe`` rebuilds
-from), ``config`` (the whole training config), ``model`` / ``stn`` state dicts, optimiser, scheduler
-and AMP scaler state, ``epoch`` (last finished), ``stage`` (RMPE), ``best_ap`` and ``metrics``.
+reads it: ``format``, ``kind`` (sppe | rmpe | posefix), ``model_spec`` (what the model is rebuilt
+from: ``load_trained_sppe`` / ``load_posefix``), ``config`` (the whole training config), ``model`` /
+``stn`` state dicts, optimiser, scheduler and AMP scaler state, and the run's ``TrainState``
+(``training.engine``): ``epoch`` (last finished), ``stage`` / ``stage_epoch`` (staged loops),
+``best_ap`` and ``metrics`` (``{"history": epoch rows}``).
 Files are written to a temporary name and renamed, so an interrupted save never leaves a torn file.
 """
 from __future__ import annotations
@@ -20,9 +22,11 @@ log = logging.getLogger("rmpe.train")
 
 
 def save_checkpoint(path: str | Path, *, kind: str, spec: SPPEModelSpec, config: dict, model: torch.nn.Module,
-                    epoch: int, optimizer=None, scheduler=None, scaler=None, stn: torch.nn.Module | None = None,
+                    epoch: int = 0, optimizer=None, scheduler=None, scaler=None, stn: torch.nn.Module | None = None,
                     best_ap: float = -1.0, metrics: dict | None = None, stage: int = 0,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, state=None) -> Path:
+    """Write a checkpoint atomically; ``state`` (a ``TrainState``) replaces epoch / stage / best_ap /
+    metrics. ``spec`` is any model spec with ``to_dict()``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
@@ -41,6 +45,8 @@ def save_checkpoint(path: str | Path, *, kind: str, spec: SPPEModelSpec, config:
         "metrics": metrics or {},
         "torch_rng": torch.get_rng_state(),
     }
+    if state is not None:
+        ckpt.update(state.checkpoint_fields())
     if extra:
         ckpt.update(extra)
     from core.fileio import atomic_write
@@ -68,3 +74,13 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     if kind is not None and ckpt.get("kind") != kind:
         raise UserError(f"{path} is a {ckpt.get('kind')} checkpoint; this command needs a {kind} checkpoint")
     return ckpt
+
+
+def load_optim_state(ckpt: dict, optimizer, scheduler, scaler) -> None:
+    """Restore the optimiser, LR-schedule position and AMP scaler saved in ``ckpt`` (when present)."""
+    if ckpt.get("optimizer") is None:
+        return
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])

@@ -1,10 +1,12 @@
-"""``python main.py train sppe|rmpe|pgpg|synthetic|pseudo-label ...``.
+"""``python main.py train sppe|rmpe|pgpg|posefix|synthetic|pseudo-label|posefix-data ...``.
 
     train sppe  --config assets/train_sppe.yaml [--out DIR] [--resume CKPT] [--init CKPT] [--set k=v ...]
     train rmpe  --config assets/train_rmpe.yaml [--out DIR] [--resume CKPT] [--set k=v ...]
     train pgpg  --config assets/train_pgpg.yaml [--out DIR] [--set k=v ...]
+    train posefix --config assets/train_posefix.yaml [--out DIR] [--resume CKPT] [--init CKPT] [--set k=v ...]
     train synthetic    --out DIR [--num-images N] [--seed S] [--size H W] [--video FRAMES]
     train pseudo-label (--video PATH | --images DIR) --out DIR [--every N] [--min-score S] [--config APP.yaml]
+    train posefix-data (--video PATH | --images DIR) --out DIR [--reference K=V ...] [--input K=V ...]
 
 Scale out with torchrun (NCCL on CUDA, gloo on CPU); the config's batch size and LR are global:
     torchrun --nproc_per_node 4 main.py train sppe --config assets/train_sppe.yaml
@@ -18,14 +20,15 @@ from core.errors import UserError
 
 log = logging.getLogger("rmpe.train")
 
-LOOPS = ("sppe", "rmpe", "pgpg")
+LOOPS = ("sppe", "rmpe", "pgpg", "posefix")
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, text in (("sppe", "train a Stacked Hourglass / ResNet SPPE"),
                        ("rmpe", "train SSTN + SPPE with the parallel SPPE branch (staged)"),
-                       ("pgpg", "fit the pose-guided proposals generator")):
+                       ("pgpg", "fit the pose-guided proposals generator"),
+                       ("posefix", "train the PoseFix pose refiner on synthesised errors")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", required=True, metavar="YAML", help="training config (see assets/train_*.yaml)")
         p.add_argument("--out", metavar="DIR", help="output folder (overrides run.out)")
@@ -36,7 +39,7 @@ def add_arguments(parser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
         if name != "pgpg":
             p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
-        if name == "sppe":
+        if name in ("sppe", "posefix"):
             p.add_argument("--init", metavar="CKPT", help="start from these weights (fresh optimiser and schedule)")
     s = sub.add_parser("synthetic", help="write a synthetic COCO-format dataset of drawn people")
     s.add_argument("--out", required=True, metavar="DIR")
@@ -65,6 +68,22 @@ def add_arguments(parser) -> None:
     from core.batch.cli import add_runner_arguments
 
     add_runner_arguments(q)
+    f = sub.add_parser("posefix-data", help="PoseFix data from unlabelled footage: a reference SPPE's poses as "
+                                            "pseudo ground truth, a fast one's as inputs, split in time")
+    src = f.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", metavar="PATH", help="video file ('demo' for the fetched demo)")
+    src.add_argument("--images", metavar="DIR", help="image folder or glob")
+    f.add_argument("--out", required=True, metavar="DIR", help="writes DIR/train and DIR/test")
+    f.add_argument("--reference", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="app-config overrides of the reference estimator, e.g. sppe.model=blazepose")
+    f.add_argument("--input", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="app-config overrides of the input (fast) estimator")
+    f.add_argument("--every", type=int, default=1, metavar="N", help="label every N-th frame")
+    f.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N labelled frames (0: all)")
+    f.add_argument("--train-fraction", type=float, default=0.7, help="first fraction of the frames for training")
+    f.add_argument("--min-score", type=float, default=0.5)
+    f.add_argument("--keypoint-threshold", type=float, default=0.5)
+    f.add_argument("--device", default="auto")
 
 
 def _load(args):
@@ -106,11 +125,22 @@ def run(args) -> int:
                                keypoint_threshold=args.keypoint_threshold, device=args.device)
         print(json.dumps(summary))
         return 0
+    if args.task == "posefix-data":
+        from training.config import parse_overrides
+        from training.datasets.posefix_footage import build_footage_dataset
+
+        summary = build_footage_dataset(args.out, video=args.video, images=args.images,
+                                        reference=parse_overrides(args.reference), inputs=parse_overrides(args.input),
+                                        every=args.every, max_frames=args.max_frames,
+                                        train_fraction=args.train_fraction, min_score=args.min_score,
+                                        keypoint_threshold=args.keypoint_threshold, device=args.device)
+        print(json.dumps(summary))
+        return 0
     if getattr(args, "epochs", None) is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: give at least 1 (0 epochs would train nothing and save an "
                         "untrained model)")
     cfg = _load(args)
-    if args.task == "sppe" and cfg.optim.epochs < 1:
+    if args.task in ("sppe", "posefix") and cfg.optim.epochs < 1:
         raise UserError(f"optim.epochs {cfg.optim.epochs}: give at least 1 (0 epochs would train nothing and save "
                         "an untrained model)")
     from training.common import check_data_sources
@@ -128,6 +158,10 @@ def run(args) -> int:
         from training.pgpg import run_pgpg
 
         result = run_pgpg(cfg)
+    elif args.task == "posefix":
+        from training.posefix_loop import run_posefix
+
+        result = run_posefix(cfg, resume=args.resume, init=args.init)
     else:  # argparse restricts the choices
         raise UserError(f"unknown training task {args.task!r}")
     if "best_ap" in result:

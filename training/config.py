@@ -1,7 +1,7 @@
 """Training configuration: one YAML per run (see assets/train_*.yaml), embedded in every checkpoint.
 
 Sections: ``model`` (``SPPEModelSpec``), ``data``, ``augment`` (``AugmentConfig``), ``optim``,
-``eval``, ``run``, and per command ``rmpe`` / ``pgpg``. Unknown keys are errors. Command-line
+``eval``, ``run``, and per command ``rmpe`` / ``pgpg`` / ``posefix`` (``PoseFixSpec``). Unknown keys are errors. Command-line
 ``--set section.key=value`` overrides are YAML-parsed values.
 
 Batch size and learning rate are *global*: ``optim.batch_size`` is the batch of one optimiser
@@ -19,6 +19,7 @@ import yaml
 
 from core.config import check_value, read_yaml_mapping, setting, update_sections
 from core.errors import UserError
+from core.models.posefix import PoseFixSpec
 from core.models.trained_sppe import SPPEModelSpec
 from training.datasets.coco_keypoints import AugmentConfig
 
@@ -124,6 +125,7 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     rmpe: RMPEConfig = field(default_factory=RMPEConfig)
     pgpg: PGPGConfig = field(default_factory=PGPGConfig)
+    posefix: PoseFixSpec = field(default_factory=PoseFixSpec)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -157,6 +159,7 @@ class TrainConfig:
             raise UserError("optim.milestones: give all fractions of the run (0-1] or all epoch numbers (> 1)")
         for stage in self.rmpe.stages:
             rmpe_stage(stage)
+        self.posefix.validate()
 
 
 def rmpe_stage(data: dict | RMPEStage) -> RMPEStage:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,20 +42,20 @@ from core.models.sstn import invert_affine
 from core.models.trained_sppe import (SPPEModelSpec, build_sppe_model, build_stn, detransform_heatmaps,
                                       normalise_crops, to_heatmaps)
 from core.skeleton import get_skeleton
-from training.checkpoint import load_checkpoint, save_epoch_checkpoints
+from training.checkpoint import load_checkpoint, load_optim_state
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
-                             seed_everything, set_epoch, set_threads, train_loader)
+                             seed_everything, set_threads, train_loader)
 from training.config import RMPEStage, TrainConfig, rmpe_stage
 from training.datasets.coco_keypoints import AugmentConfig
-from training.ddp import DistInfo, barrier, cleanup, init_distributed, unwrap, wrap_model
-from training.engine import train_one_epoch
+from training.ddp import DistInfo, cleanup, init_distributed, unwrap, wrap_model
+from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
 from training.evaluate import evaluate_parts, flip_averaged
-from training.metrics import CSVLog
 from training.pgpg import load_proposals
-from training.sppe_loop import AP_FIELDS, STEP_FIELDS
 
 log = logging.getLogger("rmpe.train")
+
+EPOCH_FIELDS = ["epoch", "stage", "loss", "main_loss", "parallel_loss", "images_per_s"] + AP_FIELDS
 
 
 class RMPENet(nn.Module):
@@ -152,180 +152,167 @@ def _load_sppe_weights(path: str, device) -> tuple[SPPEModelSpec, nn.Module]:
     return spec, model.to(device, memory_format=torch.channels_last)
 
 
+@dataclass
+class _Networks:
+    """The SPPE, its STN, their ``RMPENet`` and the frozen parallel SPPE (made when first needed)."""
+
+    spec: SPPEModelSpec
+    sppe: nn.Module
+    stn: nn.Module
+    net: RMPENet
+    parallel: nn.Module | None = None
+    parallel_spec: SPPEModelSpec | None = None
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, info: DistInfo, ckpt: dict | None) -> "_Networks":
+        r = cfg.rmpe
+        if ckpt is not None:
+            spec = SPPEModelSpec.from_dict(ckpt["model_spec"])
+            sppe = build_sppe_model(spec)
+            sppe.load_state_dict(ckpt["model"])
+            sppe = sppe.to(info.device, memory_format=torch.channels_last)
+        elif r.init_sppe:
+            spec, sppe = _load_sppe_weights(r.init_sppe, info.device)
+            log.info("SPPE initialised from %s (%s)", r.init_sppe, spec.arch)
+        else:
+            spec = copy.deepcopy(cfg.model)
+            sppe = build_sppe_model(spec).to(info.device, memory_format=torch.channels_last)
+        spec.stn = {"loc_size": list(r.loc_size), "backbone": r.loc_backbone} if r.use_stn else None
+        cfg.model = spec  # the datasets and the embedded config follow the SPPE actually trained
+        stn = build_stn(spec, learned=r.use_stn).to(info.device)
+        if ckpt is not None and ckpt.get("stn") is not None:
+            stn.load_state_dict(ckpt["stn"])
+        nets = cls(spec, sppe, stn, RMPENet(stn, sppe, spec))
+        if ckpt is not None and ckpt.get("parallel") is not None:
+            nets.parallel_spec = SPPEModelSpec.from_dict(ckpt["parallel_spec"])
+            nets.parallel = build_sppe_model(nets.parallel_spec)
+            nets.parallel.load_state_dict(ckpt["parallel"])
+            nets.parallel = _frozen(nets.parallel.to(info.device, memory_format=torch.channels_last))
+        return nets
+
+    def freeze_parallel(self, r, device) -> None:
+        if r.parallel_sppe:
+            self.parallel_spec, self.parallel = _load_sppe_weights(r.parallel_sppe, device)
+            p, s = self.parallel_spec, self.spec
+            if tuple(p.input_size) != tuple(s.input_size) or p.layout != s.layout or p.loss != s.loss:
+                raise UserError("rmpe.parallel_sppe must share input_size, layout and loss with the SPPE")
+        else:
+            self.parallel_spec, self.parallel = self.spec, copy.deepcopy(self.sppe)
+        self.parallel = _frozen(self.parallel)
+        log.info("parallel SPPE frozen (%s)", r.parallel_sppe or "copy of the current SPPE")
+
+    def evaluator(self, val_parts: list, cfg: TrainConfig, info: DistInfo):
+        """() → AP fields of the STN + SPPE on the validation parts (predictions mapped through the
+        STN crop's θ and the context θ back to the image)."""
+        net, spec = self.net, self.spec
+        flip_index = get_skeleton(spec.layout).flip_index
+
+        def predict(batch):
+            context = batch["image"].to(info.device)
+            theta_box = batch["theta_box"].to(info.device, torch.float32)
+            with torch.autocast(info.device.type, enabled=amp_enabled(cfg, info.device)):
+                crops, theta_stn = net.stn(context, theta_box, torch.arange(context.shape[0], device=info.device))
+                heat = flip_averaged(lambda x: to_heatmaps(net.sppe(channels_last(normalise_crops(x, spec)))[-1]
+                                                           .float(), spec), crops, flip_index, cfg.eval.flip_test)
+            total = np.asarray([_compose_np(c, s) for c, s in zip(batch["theta"].numpy(),
+                                                                  theta_stn.detach().double().cpu().numpy())])
+            return heat.float(), total
+
+        def evaluate() -> dict:
+            net.eval()
+            with torch.no_grad():
+                return ap_fields(evaluate_parts(val_parts, predict, cfg, info, spec.input_size, spec.heatmap_size))
+
+        return evaluate
+
+
+def _stage_phase(index: int, stage: RMPEStage, nets: _Networks, cfg: TrainConfig, info: DistInfo, geometry,
+                 proposals, ckpt: dict | None) -> Phase:
+    """Freeze / unfreeze the parts for ``stage`` and build its data, optimiser and losses."""
+    r = cfg.rmpe
+    trains_stn = "stn" in stage.train
+    if trains_stn and r.use_stn and r.use_parallel and nets.parallel is None:
+        nets.freeze_parallel(r, info.device)
+    for p in nets.stn.parameters():
+        p.requires_grad_(trains_stn and r.use_stn)
+    for p in nets.sppe.parameters():
+        p.requires_grad_("sppe" in stage.train)
+    augment = copy.deepcopy(cfg.augment)
+    augment.proposal_prob = stage.proposal_prob if proposals is not None else 0.0
+    train_set = build_dataset(cfg, "train", info, geometry, augment, proposals)
+    train_model = wrap_model(nets.net, info)
+    loader, sampler = train_loader(train_set, cfg, info)
+    optimizer = make_optimizer(train_model.parameters(), cfg, lr=stage.lr)
+    scheduler = make_scheduler(optimizer, cfg, len(loader), epochs=stage.epochs)
+    scaler = make_scaler(cfg, info.device)
+    if ckpt is not None:
+        load_optim_state(ckpt, optimizer, scheduler, scaler)
+    parallel = nets.parallel if trains_stn else None
+    parts = {"main": 0.0, "parallel": 0.0, "n": 0}
+
+    def loss_fn(batch):
+        model = unwrap(train_model)
+        # frozen parts keep their batch-norm statistics
+        model.sppe.train("sppe" in stage.train)
+        model.stn.train(trains_stn)
+        main, par = rmpe_losses(train_model, batch, nets.spec, parallel, nets.parallel_spec)
+        parts["main"] += float(main.detach())
+        parts["n"] += 1
+        if par is None:
+            return main
+        parts["parallel"] += float(par.detach())
+        return main + r.parallel_weight * par
+
+    def row_extra() -> dict:
+        n = max(parts["n"], 1)
+        return {"main_loss": parts["main"] / n,
+                "parallel_loss": parts["parallel"] / n if parallel is not None else float("nan")}
+
+    def checkpoint(finished: bool) -> dict:
+        keep = not finished  # a finished stage's optimiser is not resumed (the next stage starts a fresh one)
+        par = nets.parallel
+        return dict(kind="rmpe", spec=nets.spec, config=cfg.to_dict(), model=nets.sppe,
+                    stn=nets.stn if r.use_stn else None, optimizer=optimizer if keep else None,
+                    scheduler=scheduler if keep else None, scaler=scaler if keep else None,
+                    extra={"parallel": None if par is None else {k: v.detach().cpu() for k, v in
+                                                                 par.state_dict().items()},
+                           "parallel_spec": None if par is None else nets.parallel_spec.to_dict()})
+
+    return Phase(stage.name, stage.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer,
+                 scheduler, scaler, checkpoint, index=index, row_extra=row_extra,
+                 before_epoch=lambda: parts.update(main=0.0, parallel=0.0, n=0), desc=f"rmpe/{stage.name}")
+
+
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
     seed_everything(cfg.run.seed)
     r = cfg.rmpe
-    out = Path(cfg.run.out)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(resume, "rmpe") if resume else None
-
-    # --- the networks
-    if ckpt is not None:
-        spec = SPPEModelSpec.from_dict(ckpt["model_spec"])
-        sppe = build_sppe_model(spec)
-        sppe.load_state_dict(ckpt["model"])
-        sppe = sppe.to(info.device, memory_format=torch.channels_last)
-    elif r.init_sppe:
-        spec, sppe = _load_sppe_weights(r.init_sppe, info.device)
-        log.info("SPPE initialised from %s (%s)", r.init_sppe, spec.arch)
-    else:
-        spec = copy.deepcopy(cfg.model)
-        sppe = build_sppe_model(spec).to(info.device, memory_format=torch.channels_last)
-    spec.stn = {"loc_size": list(r.loc_size), "backbone": r.loc_backbone} if r.use_stn else None
-    cfg.model = spec  # the datasets and the embedded config follow the SPPE actually trained
-    stn = build_stn(spec, learned=r.use_stn).to(info.device)
-    if ckpt is not None and ckpt.get("stn") is not None:
-        stn.load_state_dict(ckpt["stn"])
-    net = RMPENet(stn, sppe, spec)
-    use_parallel = r.use_stn and r.use_parallel
-    parallel, parallel_spec = None, None
-    if ckpt is not None and ckpt.get("parallel") is not None:
-        parallel_spec = SPPEModelSpec.from_dict(ckpt["parallel_spec"])
-        parallel = build_sppe_model(parallel_spec)
-        parallel.load_state_dict(ckpt["parallel"])
-        parallel = _frozen(parallel.to(info.device, memory_format=torch.channels_last))
-
+    nets = _Networks.build(cfg, info, ckpt)
     stages = [rmpe_stage(s) for s in r.stages] if r.stages else default_stages(cfg)
     log.info("train rmpe on %s, %d process(es): %s; STN %s, parallel SPPE %s; stages: %s", describe_device(info),
-             info.world_size, spec.arch, "on" if r.use_stn else "off", "on" if use_parallel else "off",
+             info.world_size, nets.spec.arch, "on" if r.use_stn else "off",
+             "on" if r.use_stn and r.use_parallel else "off",
              ", ".join(f"{s.name} ({s.epochs} ep, lr {s.lr:g}, trains {'+'.join(s.train)})" for s in stages))
     if not r.use_stn and any("stn" in s.train for s in stages):
         raise UserError("rmpe.use_stn is false but a stage trains the stn")
-
+    logs = RunLogs.open(cfg, info, EPOCH_FIELDS, ["stage"])
     geometry = geometry_from(cfg, context=r.context)
     proposals = load_proposals(cfg.pgpg.model, cfg.pgpg.jitter)
     val_augment = AugmentConfig.none()
     if cfg.eval.proposals == "pgpg":
         val_augment.proposal_prob = 1.0
     val_set = build_dataset(cfg, "val", info, geometry, val_augment, proposals)
-    val_parts = [(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)]
-    step_log = CSVLog(out / "steps.csv", STEP_FIELDS + ["stage"], enabled=info.is_main)
-    epoch_log = CSVLog(out / "metrics.csv", ["epoch", "stage", "loss", "main_loss", "parallel_loss", "images_per_s"]
-                       + AP_FIELDS, enabled=info.is_main)
-    paths = {"last": out / "last.pt", "best": out / "best.pt"}
-    flip_index = get_skeleton(spec.layout).flip_index
-
-    def predict(batch):
-        context = batch["image"].to(info.device)
-        theta_box = batch["theta_box"].to(info.device, torch.float32)
-        with torch.autocast(info.device.type, enabled=amp_enabled(cfg, info.device)):
-            crops, theta_stn = net.stn(context, theta_box, torch.arange(context.shape[0], device=info.device))
-            heat = flip_averaged(lambda x: to_heatmaps(net.sppe(channels_last(normalise_crops(x, spec)))[-1].float(),
-                                                       spec), crops, flip_index, cfg.eval.flip_test)
-        total = np.asarray([_compose_np(c, s) for c, s in zip(batch["theta"].numpy(),
-                                                              theta_stn.detach().double().cpu().numpy())])
-        return heat.float(), total
-
-    def evaluate_now() -> dict:
-        net.eval()
-        with torch.no_grad():
-            return evaluate_parts(val_parts, predict, cfg, info, spec.input_size, spec.heatmap_size)
-
-    history = list(ckpt.get("metrics", {}).get("history", [])) if ckpt else []
-    best_ap = float(ckpt["best_ap"]) if ckpt else -1.0
-    start_stage = int(ckpt["stage"]) if ckpt else 0
-    start_epoch = int(ckpt.get("stage_epoch", 0)) if ckpt else 0
-    global_epoch = int(ckpt["epoch"]) if ckpt else 0
+    evaluate = nets.evaluator([(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)], cfg, info)
+    state = TrainState.from_checkpoint(ckpt)
+    resumed_stage = state.stage
     if ckpt is not None:
-        log.info("resumed from %s: stage %d (%s), epoch %d of it", resume, start_stage,
-                 stages[min(start_stage, len(stages) - 1)].name, start_epoch)
-
-    if cfg.eval.before and ckpt is None:
-        metrics = evaluate_now()
-        row = {"epoch": 0, "stage": "initial", "loss": float("nan"), "main_loss": float("nan"),
-               "parallel_loss": float("nan"), "images_per_s": 0.0, **_ap(metrics)}
-        history.append(row)
-        epoch_log.write(row)
-        log.info("epoch 0 (initial): AP %.4f", metrics["AP"])
-
-    for si in range(start_stage, len(stages)):
-        stage = stages[si]
-        trains_stn = "stn" in stage.train
-        if trains_stn and use_parallel and parallel is None:
-            if r.parallel_sppe:
-                parallel_spec, parallel = _load_sppe_weights(r.parallel_sppe, info.device)
-                if tuple(parallel_spec.input_size) != tuple(spec.input_size) or parallel_spec.layout != spec.layout \
-                        or parallel_spec.loss != spec.loss:
-                    raise UserError("rmpe.parallel_sppe must share input_size, layout and loss with the SPPE")
-            else:
-                parallel_spec, parallel = spec, copy.deepcopy(sppe)
-            parallel = _frozen(parallel)
-            log.info("parallel SPPE frozen (%s)", r.parallel_sppe or "copy of the current SPPE")
-        for p in stn.parameters():
-            p.requires_grad_(trains_stn and r.use_stn)
-        for p in sppe.parameters():
-            p.requires_grad_("sppe" in stage.train)
-        augment = copy.deepcopy(cfg.augment)
-        augment.proposal_prob = stage.proposal_prob if proposals is not None else 0.0
-        train_set = build_dataset(cfg, "train", info, geometry, augment, proposals)
-        train_model = wrap_model(net, info)
-        loader, sampler = train_loader(train_set, cfg, info)
-        optimizer = make_optimizer(train_model.parameters(), cfg, lr=stage.lr)
-        scheduler = make_scheduler(optimizer, cfg, len(loader), epochs=stage.epochs)
-        scaler = make_scaler(cfg, info.device)
-        if ckpt is not None and si == start_stage and ckpt.get("optimizer") is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            if ckpt.get("scaler") and scaler.is_enabled():
-                scaler.load_state_dict(ckpt["scaler"])
-        use_parallel_now = trains_stn and parallel is not None
-        parts = {"main": 0.0, "parallel": 0.0, "n": 0}
-
-        def loss_fn(batch):
-            model = unwrap(train_model)
-            # frozen parts keep their batch-norm statistics
-            model.sppe.train("sppe" in stage.train)
-            model.stn.train(trains_stn)
-            main, par = rmpe_losses(train_model, batch, spec, parallel if use_parallel_now else None, parallel_spec)
-            parts["main"] += float(main.detach())
-            parts["n"] += 1
-            if par is None:
-                return main
-            parts["parallel"] += float(par.detach())
-            return main + r.parallel_weight * par
-
-        for epoch in range(start_epoch if si == start_stage else 0, stage.epochs):
-            global_epoch += 1
-            parts.update(main=0.0, parallel=0.0, n=0)
-            set_epoch(train_set, global_epoch)
-            sampler.set_epoch(global_epoch)
-            stats = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, scaler, cfg, info,
-                                    global_epoch, step_log, first_step=(global_epoch - 1) * len(loader),
-                                    desc=f"rmpe/{stage.name}", extra={"stage": stage.name})
-            n = max(parts["n"], 1)
-            row = {"epoch": global_epoch, "stage": stage.name, "loss": stats["loss"],
-                   "main_loss": parts["main"] / n, "parallel_loss": parts["parallel"] / n if use_parallel_now
-                   else float("nan"), "images_per_s": stats["images_per_s"]}
-            last = epoch + 1 == stage.epochs and si == len(stages) - 1
-            if last or global_epoch % max(cfg.eval.every, 1) == 0:
-                row.update(_ap(evaluate_now()))
-            history.append(row)
-            epoch_log.write(row)
-            improved = "AP" in row and row["AP"] > best_ap
-            if improved:
-                best_ap = row["AP"]
-            log.info("epoch %d (%s): loss %.4f (main %.4f, parallel %s), %.1f img/s%s", global_epoch, stage.name,
-                     stats["loss"], row["main_loss"], f"{row['parallel_loss']:.4f}" if use_parallel_now else "-",
-                     stats["images_per_s"], f", AP {row['AP']:.4f}" if "AP" in row else "")
-            if info.is_main:
-                finished_stage = epoch + 1 == stage.epochs
-                # a finished stage's optimiser is not resumed (the next stage starts a fresh one)
-                keep = not finished_stage
-                kwargs = dict(kind="rmpe", spec=spec, config=cfg.to_dict(), model=sppe, stn=stn if r.use_stn else None,
-                              epoch=global_epoch, optimizer=optimizer if keep else None,
-                              scheduler=scheduler if keep else None, scaler=scaler if keep else None,
-                              best_ap=best_ap, metrics={"history": history},
-                              stage=si + 1 if finished_stage else si,
-                              extra={"stage_epoch": 0 if finished_stage else epoch + 1,
-                                     "parallel": None if parallel is None else
-                                     {k: v.detach().cpu() for k, v in parallel.state_dict().items()},
-                                     "parallel_spec": None if parallel is None else parallel_spec.to_dict()})
-                save_epoch_checkpoints(paths, out, global_epoch, improved, cfg.run.keep_checkpoints, **kwargs)
-            barrier(info)
-        start_epoch = 0
-    return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
-
-
-def _ap(metrics: dict) -> dict:
-    return {k: metrics[k] for k in AP_FIELDS if k in metrics}
+        log.info("resumed from %s: stage %d (%s), epoch %d of it", resume, state.stage,
+                 stages[min(state.stage, len(stages) - 1)].name, state.stage_epoch)
+    elif cfg.eval.before:
+        evaluate_initial(state, logs, evaluate, {"stage": "initial", "main_loss": float("nan"),
+                                                 "parallel_loss": float("nan")})
+    for si in range(state.stage, len(stages)):
+        phase = _stage_phase(si, stages[si], nets, cfg, info, geometry, proposals,
+                             ckpt if si == resumed_stage else None)
+        fit(phase, state, cfg, info, logs, evaluate, start=state.stage_epoch, final=si == len(stages) - 1)
+    return logs.result(state)

@@ -9,28 +9,23 @@ checkpoints that embed the config. ``--resume last.pt`` continues where a run st
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 import torch
 
 from core.models.trained_sppe import build_sppe_model, to_heatmaps
 from core.skeleton import get_skeleton
-from training.checkpoint import load_checkpoint, save_epoch_checkpoints
+from training.checkpoint import load_checkpoint, load_optim_state
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
-                             seed_everything, set_epoch, set_threads, train_loader)
+                             seed_everything, set_threads, train_loader)
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
-from training.ddp import DistInfo, barrier, cleanup, init_distributed, unwrap, wrap_model
-from training.engine import train_one_epoch
+from training.ddp import DistInfo, cleanup, init_distributed, unwrap, wrap_model
+from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
 from training.evaluate import evaluate_parts, flip_averaged
-from training.metrics import CSVLog
 from training.pgpg import load_proposals
 
 log = logging.getLogger("rmpe.train")
 
-AP_FIELDS = ["AP", "AP50", "AP75", "APm", "APl", "AR"]
-STEP_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s"]
 EPOCH_FIELDS = ["epoch", "loss", "images_per_s"] + AP_FIELDS
 
 
@@ -70,86 +65,49 @@ def run_sppe(cfg: TrainConfig, resume: str | None = None, init: str | None = Non
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
     seed_everything(cfg.run.seed)
-    out = Path(cfg.run.out)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     spec = cfg.model
     log.info("train sppe: %s on %s, %d process(es); global batch %d (%d per process), lr %.3g",
              spec.arch, describe_device(info), info.world_size, cfg.optim.batch_size,
              cfg.optim.batch_size // info.world_size, cfg.optim.lr)
+    logs = RunLogs.open(cfg, info, EPOCH_FIELDS)
     geometry = geometry_from(cfg)
     proposals = load_proposals(cfg.pgpg.model)
-    augment = cfg.augment
-    if proposals is None and augment.proposal_prob > 0:
+    if proposals is None and cfg.augment.proposal_prob > 0:
         log.info("augment.proposal_prob ignored: no PGPG model given (pgpg.model)")
-    train_set = build_dataset(cfg, "train", info, geometry, augment, proposals)
+    train_set = build_dataset(cfg, "train", info, geometry, cfg.augment, proposals)
     val_set = build_dataset(cfg, "val", info, geometry, AugmentConfig.none())
     val_parts = [(p, eval_loader(p, cfg, info)) for p in parts_of(val_set)]
 
     model = build_sppe_model(spec).to(info.device, memory_format=torch.channels_last)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(resume, "sppe")
-        model.load_state_dict(ckpt["model"])
-    elif init:
-        model.load_state_dict(load_checkpoint(init)["model"])
+    ckpt = load_checkpoint(resume, "sppe") if resume else None
+    if ckpt is not None or init:
+        model.load_state_dict((ckpt or load_checkpoint(init))["model"])
     train_model = wrap_model(model, info)
     loader, sampler = train_loader(train_set, cfg, info)
     optimizer = make_optimizer(train_model.parameters(), cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     scaler = make_scaler(cfg, info.device)
-    start_epoch, best_ap, history = 0, -1.0, []
+    state = TrainState.from_checkpoint(ckpt)
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_ap = int(ckpt["epoch"]), float(ckpt["best_ap"])
-        history = list(ckpt.get("metrics", {}).get("history", []))
-        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, start_epoch, best_ap)
+        load_optim_state(ckpt, optimizer, scheduler, scaler)
+        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, state.epoch, state.best_ap)
     log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader),
              sum(len(p) for p, _ in val_parts))
-
-    step_log = CSVLog(out / "steps.csv", STEP_FIELDS, enabled=info.is_main)
-    epoch_log = CSVLog(out / "metrics.csv", EPOCH_FIELDS, enabled=info.is_main)
-    paths = {"last": out / "last.pt", "best": out / "best.pt"}
 
     def loss_fn(batch):
         return heatmap_loss(train_model(channels_last(batch["image"])), batch["target"], batch["target_weight"],
                             spec.loss)
 
-    if cfg.eval.before and start_epoch == 0:
-        metrics = evaluate_model(unwrap(train_model), val_parts, cfg, info)
-        row = {"epoch": 0, "loss": float("nan"), "images_per_s": 0.0, **_ap_fields(metrics)}
-        history.append(row)
-        epoch_log.write(row)
-        log.info("epoch 0 (untrained): AP %.4f", metrics["AP"])
+    def evaluate():
+        return ap_fields(evaluate_model(unwrap(train_model), val_parts, cfg, info))
 
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        set_epoch(train_set, epoch)
-        sampler.set_epoch(epoch)
-        stats = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, scaler, cfg, info, epoch + 1,
-                                step_log, first_step=epoch * len(loader), desc="sppe")
-        row = {"epoch": epoch + 1, "loss": stats["loss"], "images_per_s": stats["images_per_s"]}
-        last_epoch = epoch + 1 == cfg.optim.epochs
-        if last_epoch or (epoch + 1) % max(cfg.eval.every, 1) == 0:
-            metrics = evaluate_model(unwrap(train_model), val_parts, cfg, info)
-            row.update(_ap_fields(metrics))
-        history.append(row)
-        epoch_log.write(row)
-        improved = "AP" in row and row["AP"] > best_ap
-        if improved:
-            best_ap = row["AP"]
-        log.info("epoch %d: loss %.5f, %.1f img/s%s", epoch + 1, stats["loss"], stats["images_per_s"],
-                 f", AP {row['AP']:.4f} (AP50 {row['AP50']:.4f})" if "AP" in row else "")
-        if info.is_main:
-            kwargs = dict(kind="sppe", spec=spec, config=cfg.to_dict(), model=unwrap(train_model), epoch=epoch + 1,
-                          optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_ap=best_ap,
-                          metrics={"history": history})
-            save_epoch_checkpoints(paths, out, epoch + 1, improved, cfg.run.keep_checkpoints, **kwargs)
-        barrier(info)
-    return {"history": history, "best_ap": best_ap, "last": str(paths["last"]), "best": str(paths["best"])}
+    def checkpoint(finished: bool) -> dict:
+        return dict(kind="sppe", spec=spec, config=cfg.to_dict(), model=unwrap(train_model), optimizer=optimizer,
+                    scheduler=scheduler, scaler=scaler)
 
-
-def _ap_fields(metrics: dict) -> dict:
-    return {k: metrics[k] for k in AP_FIELDS if k in metrics}
+    if cfg.eval.before and state.epoch == 0:
+        evaluate_initial(state, logs, evaluate, {})
+    phase = Phase("sppe", cfg.optim.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer, scheduler,
+                  scaler, checkpoint)
+    fit(phase, state, cfg, info, logs, evaluate, start=state.epoch)
+    return logs.result(state)

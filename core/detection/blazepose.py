@@ -32,7 +32,8 @@ import torch
 
 from core.detection.detections import Detections
 from core.detection.anchors import ssd_anchor_centres
-from core.roi import box_iou, face_on_torso
+from core.geometry import box_iou
+from core.roi import face_on_torso
 
 INPUT_SIZE = 224
 NUM_KEYPOINTS = 4

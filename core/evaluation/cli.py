@@ -1,8 +1,9 @@
-"""`python main.py eval --gt GT.json --dt DT.json [--diagnose] [--out DIR]`.
+"""`python main.py eval --gt GT.json --dt DT.json [--diagnose [--baseline DT0.json]] [--out DIR]`.
 
 Prints pycocotools' keypoint AP/AR as a table and writes DIR/eval.json; with --diagnose also the
 Ronchi–Perona diagnosis (DIR/diagnosis.json), a Markdown report (DIR/report.md) and PNG plots
-(DIR/plots/). eval.json is written before the diagnosis starts, so it survives a later failure.
+(DIR/plots/); with --baseline also the baseline's diagnosis beside it (e.g. unrefined vs refined
+poses: label counts, AP, what each correction still gains; DIR/comparison.json). eval.json is written before the diagnosis starts, so it survives a later failure.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="error diagnosis: keypoint error types, FP/FN, score errors, AP gains, plots")
     parser.add_argument("--out", default="out/eval", help="output folder (default: out/eval)")
+    parser.add_argument("--baseline", metavar="DT0.json",
+                        help="with --diagnose: diagnose these results too and print both side by side")
     parser.add_argument("--match-oks", type=float, default=0.1,
                         help="OKS at which the diagnosis matches detections to GT (default 0.1)")
 
@@ -45,6 +48,9 @@ def run(args) -> int:
                          [("--gt", args.gt), ("--dt", args.dt)])
     gt = load_ground_truth(args.gt)
     results = load_results(args.dt, gt)
+    baseline = load_results(args.baseline, gt) if args.baseline else None
+    if baseline is not None and not args.diagnose:
+        raise UserError("--baseline needs --diagnose")
     if not results:
         log.warning("%s holds no detections: AP is 0", args.dt)
     out = Path(args.out)
@@ -72,4 +78,14 @@ def run(args) -> int:
     plots = write_plots(diag, out / "plots")
     report = write_report(out / "report.md", result, diag, plots, sources)
     log.info("wrote %s, %s and %d plots in %s", out / "diagnosis.json", report, len(plots), out / "plots")
+    if baseline is not None:
+        from core.evaluation.report import comparison_table
+
+        before = diagnose(gt, baseline, match_oks=args.match_oks)
+        print()
+        print(comparison_table(before, diag, ("baseline", "results")))
+        _write_json(out / "comparison.json", {"baseline": args.baseline, "results": args.dt,
+                                              "counts": {"baseline": before.summary_counts(),
+                                                         "results": diag.summary_counts()},
+                                              "AP": {"baseline": before.ap("original"), "results": diag.ap("original")}})
     return 0

@@ -76,3 +76,20 @@ def write_report(path, result: EvalResult, diag: Diagnosis | None = None, plots:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return path
+
+
+def comparison_table(before: Diagnosis, after: Diagnosis, names=("baseline", "results")) -> str:
+    """Side-by-side diagnosis of two result sets on the same GT (e.g. unrefined and refined poses):
+    keypoint label counts, AP / AP50 / AP75 and the AP each correction would still gain."""
+    a, b = names
+    lines = [f"{'':<20}{a:>12}{b:>12}{'change':>10}", "-" * 54]
+    ca, cb = before.summary_counts()["keypoints"], after.summary_counts()["keypoints"]
+    for n in ERROR_NAMES:
+        lines.append(f"{n:<20}{ca[n]:>12d}{cb[n]:>12d}{cb[n] - ca[n]:>+10d}")
+    for key in ("AP", "AP50", "AP75"):
+        x, y = before.evaluations["original"].stats[key], after.evaluations["original"].stats[key]
+        lines.append(f"{key:<20}{x:>12.3f}{y:>12.3f}{y - x:>+10.3f}")
+    for n in ("jitter", "inversion", "swap", "miss"):
+        x, y = before.ap(n) - before.ap("original"), after.ap(n) - after.ap("original")
+        lines.append(f"{'fix ' + n + ' gain':<20}{x:>+12.3f}{y:>+12.3f}{y - x:>+10.3f}")
+    return "\n".join(lines)

@@ -39,7 +39,7 @@ import av
 import cv2
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, one_line
 
 log = logging.getLogger("rmpe.io")
 
@@ -57,11 +57,6 @@ class SourceFrame:
     timestamp: float
     image: np.ndarray
     captured_at: float
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def is_url(spec: str) -> bool:
@@ -145,7 +140,7 @@ class _AVSource(Source):
         except StopIteration:
             return None
         except av.error.FFmpegError as exc:
-            raise UserError(f"{self.name}: decode error after frame {self._next_index}: {_one_line(exc)} "
+            raise UserError(f"{self.name}: decode error after frame {self._next_index}: {one_line(exc)} "
                             f"({self._error_hint})") from None
 
     def _check_complete(self) -> None:
@@ -213,7 +208,7 @@ class VideoFileSource(_AVSource):
         try:
             self._open(str(self.path))
         except av.error.FFmpegError as exc:
-            raise UserError(f"{path} is not a readable video ({_one_line(exc)})") from None
+            raise UserError(f"{path} is not a readable video ({one_line(exc)})") from None
         frames = self._stream.frames
         # An exact count comes from the container's index (MP4/MOV); others are estimated.
         self._exact_count = bool(frames and frames > 0)
@@ -268,15 +263,15 @@ class URLSource(_AVSource):
         except av.error.ExitError:  # our timeout interrupted FFmpeg
             raise UserError(f"cannot open stream {url}: no answer within {connect_timeout:g} s") from None
         except av.error.FFmpegError as exc:
-            raise UserError(f"cannot open stream {url}: {_one_line(exc)}") from None
+            raise UserError(f"cannot open stream {url}: {one_line(exc)}") from None
         except (OSError, TimeoutError) as exc:  # PyAV maps some network failures to builtins
-            raise UserError(f"cannot open stream {url}: {_one_line(exc)}") from None
+            raise UserError(f"cannot open stream {url}: {one_line(exc)}") from None
 
     def read(self) -> SourceFrame | None:
         try:
             item = super().read()
         except (OSError, TimeoutError) as exc:
-            raise UserError(f"stream {self.name}: read failed after frame {self._next_index}: {_one_line(exc)}") from None
+            raise UserError(f"stream {self.name}: read failed after frame {self._next_index}: {one_line(exc)}") from None
         if item is not None:
             # Live: time since opening, not stream pts (which may start anywhere or jump).
             item.timestamp = item.captured_at - self._opened_at
@@ -431,7 +426,7 @@ class ImageSource(Source):
                 w, h = im.size
                 orientation = im.getexif().get(EXIF_ORIENTATION, 1)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            self._skip(path, f"not a readable image ({_one_line(exc)})")
+            self._skip(path, f"not a readable image ({one_line(exc)})")
             return None
         return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
@@ -456,7 +451,7 @@ class ImageSource(Source):
                 upright = ImageOps.exif_transpose(im)
                 rgb = np.asarray(upright.convert("RGB"))
         except (OSError, ValueError, SyntaxError) as exc:
-            self._skip(path, f"cannot be decoded ({_one_line(exc)})")
+            self._skip(path, f"cannot be decoded ({one_line(exc)})")
             return None
         return np.ascontiguousarray(rgb)
 

@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserError
+from core.errors import UserError, one_line
 from core.fileio import atomic_write_text, commit, temporary_path
 from core.poses import Poses
 from core.skeleton import COCO17, get_skeleton
@@ -121,7 +121,7 @@ class FileSink(Sink):
         self.finished = True
 
     def _error(self, exc: BaseException) -> UserError:
-        why = getattr(exc, "strerror", None) or _one_line(exc)
+        why = getattr(exc, "strerror", None) or one_line(exc)
         return UserError(f"could not write {self.what} {self.path}: {why}; the unfinished file was removed "
                          f"and {self.path} not written", exit_code=1)
 
@@ -138,11 +138,6 @@ class FileSink(Sink):
         tmp, self.writing_path = self.writing_path, None
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class CocoJsonWriter(FileSink):
@@ -273,7 +268,7 @@ class OpenPoseJsonWriter(Sink):
         try:
             atomic_write_text(target, json.dumps({"version": 1.3, "people": people}, separators=(",", ":")))
         except OSError as exc:
-            why = exc.strerror or _one_line(exc)
+            why = exc.strerror or one_line(exc)
             raise UserError(f"could not write OpenPose JSON {target}: {why}; frames before it are complete",
                             exit_code=1) from None
 

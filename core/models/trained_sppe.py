@@ -25,6 +25,7 @@ from torch import nn
 from core.errors import UserError
 from core.heatmaps import HeatmapCodec
 from core.models.sppe import SPPEOutput
+from core.geometry import pixel_to_normalised
 from core.models.sstn import invert_affine
 from core.skeleton import get_skeleton
 
@@ -153,14 +154,7 @@ def normalise_crops(crops: torch.Tensor, spec: SPPEModelSpec) -> torch.Tensor:
 def affine_to_normalised(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Pixel affine [N, 2, 3] between two frames of the same ``size`` (h, w) → the normalised
     affine ``F.affine_grid(align_corners=False)`` expects (pixel centres at integers)."""
-    h, w = size
-    dt, dev = theta.dtype, theta.device
-    to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
-                           dtype=dt, device=dev)
-    from_norm = torch.tensor([[w / 2.0, 0.0, (w - 1) / 2.0], [0.0, h / 2.0, (h - 1) / 2.0], [0.0, 0.0, 1.0]],
-                             dtype=dt, device=dev)
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=dev).expand(theta.shape[0], 1, 3)
-    return (to_norm @ torch.cat([theta, bottom], 1) @ from_norm)[:, :2]
+    return pixel_to_normalised(theta, size, size)
 
 
 def detransform_heatmaps(heatmaps: torch.Tensor, box_to_stn: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:

@@ -81,6 +81,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--max-persons", type=int, metavar="N", help="at most N people per frame")
     model.add_argument("--no-track", action="store_true", help="no tracking (no track ids)")
     model.add_argument("--no-smooth", action="store_true", help="no temporal smoothing")
+    model.add_argument("--refine", choices=choices("refine", "method"),
+                       help="pose refinement after pose NMS, before tracking (posefix needs --refine-weights)")
+    model.add_argument("--refine-weights", metavar="CKPT", help="a train posefix checkpoint")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -113,6 +116,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise UserError(f"--realtime contradicts --mode {args.mode}")
         args.mode = "realtime"
     put("pipeline", "mode", args.mode)
+    put("refine", "method", args.refine)
+    put("refine", "weights", args.refine_weights)
+    if args.refine_weights and args.refine is None:
+        put("refine", "method", "posefix")
     if args.no_track:
         put("tracking", "enabled", False)
     if args.no_smooth:

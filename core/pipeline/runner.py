@@ -95,7 +95,7 @@ STAGES = ("decode", "infer", "post", "sinks")
 MODES = choices("pipeline", "mode")  # auto | file | realtime | live
 # Config sections that may change while running, and the stage that applies them.
 LIVE_SECTIONS = {"detector": "infer", "sppe": "infer", "pose_nms": "post", "tracking": "post",
-                 "smoothing": "post", "render": "sinks"}
+                 "smoothing": "post", "refine": "post", "render": "sinks"}
 # Keys that change which model is loaded: they need a new estimator, not a live update.
 RESTART_KEYS = {("sppe", "model"), ("sppe", "weights"), ("sppe", "keypoint_layout"), ("detector", "name")}
 

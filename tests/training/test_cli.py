@@ -23,11 +23,13 @@ def test_synthetic_command_writes_images_annotations_and_video(tmp_path, capsys,
 
 
 @pytest.mark.parametrize("name", ["train_sppe.yaml", "train_sppe_ci.yaml", "train_sppe_synthetic.yaml",
-                                  "train_rmpe.yaml", "train_rmpe_ci.yaml", "train_pgpg.yaml", "train_pgpg_ci.yaml"])
+                                  "train_rmpe.yaml", "train_rmpe_ci.yaml", "train_pgpg.yaml", "train_pgpg_ci.yaml",
+                                  "train_posefix.yaml", "train_posefix_ci.yaml", "train_posefix_footage.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(ASSETS_DIR / name)
     assert cfg.optim.batch_size >= 1 and cfg.data.train
     assert cfg.to_dict()["model"]["input_size"] == list(cfg.model.input_size)
+    assert cfg.to_dict()["posefix"]["input_size"] == list(cfg.posefix.input_size)
 
 
 def test_overrides_are_yaml_values():
@@ -42,7 +44,7 @@ def test_help_lists_the_tasks(capsys, cli):
         cli(["train", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for task in ("sppe", "rmpe", "pgpg", "synthetic", "pseudo-label"):
+    for task in ("sppe", "rmpe", "pgpg", "posefix", "synthetic", "pseudo-label", "posefix-data"):
         assert task in out
 
 

@@ -187,3 +187,25 @@ def test_eval_diagnose_writes_report_json_and_plots(benchmark_files, tmp_path, c
         png = out / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert f"](plots/{name}.png)" in report
+
+
+def test_eval_baseline_side_by_side(benchmark_files, tmp_path, capsys):
+    """--baseline: the results with their keypoint errors fixed (the diagnosis's own correction)
+    against the original: jitter/inversion/swap/miss counts drop to 0 and AP rises."""
+    gt_path, dt_path = benchmark_files
+    gt = load_ground_truth(str(gt_path))
+    results = check_results(json.loads(dt_path.read_text()), gt)
+    _, fixed = corrected(gt, results, match_and_classify(gt, results), "all_keypoints")
+    fixed_path = tmp_path / "fixed.json"
+    fixed_path.write_text(json.dumps(fixed))
+    out = tmp_path / "out"
+    assert main(["eval", "--gt", str(gt_path), "--dt", str(fixed_path), "--baseline", str(dt_path), "--diagnose",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "fix jitter gain" in printed
+    comp = json.loads((out / "comparison.json").read_text())
+    before, after = comp["counts"]["baseline"]["keypoints"], comp["counts"]["results"]["keypoints"]
+    assert all(before[n] > 0 and after[n] == 0 for n in ("jitter", "inversion", "swap", "miss"))
+    assert comp["AP"]["results"] > comp["AP"]["baseline"]
+    assert main(["eval", "--gt", str(gt_path), "--dt", str(dt_path), "--baseline", str(dt_path),
+                 "--out", str(out)]) == 2
