@@ -73,7 +73,7 @@ class SPPEConfig:
     min_pose_score: float = setting(0.5, ge=0, le=1)  # drop crops whose pose-presence score is below this
     # Re-read a person on the ROI their own pose gives when it differs from the crop's ROI (a body
     # box gives an upright box crop; the landmark model wants one aligned on the hips)
-    refine: bool = True
+    second_pass: bool = True
 
 
 @dataclass

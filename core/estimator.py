@@ -133,7 +133,7 @@ class PoseEstimator:
         clock.lap("sppe")
 
         keypoints, presence, aux = self._decode(out, theta)
-        if self.config.sppe.refine:
+        if self.config.sppe.second_pass:
             keypoints, presence, aux = self._refine(frame_rgb, rois, keypoints, presence, aux)
         poses = self._track(keypoints, presence, aux)
         clock.lap("decode")

@@ -228,14 +228,14 @@ class _OneBox:
 
 def test_second_pass_repairs_a_poor_box_crop(blazepose_models, few_frames):
     """A body box shifted off the walking woman (frame 100) gives a poor upright crop; with
-    ``sppe.refine`` the person is read again on the ROI their own pose gives, which lands the
+    ``sppe.second_pass`` the person is read again on the ROI their own pose gives, which lands the
     hips where the aligned crop of a good box puts them."""
     frame = few_frames[100]
     good, poor = (915, 518, 1146, 937), (1015, 638, 1246, 1057)  # poor: 100 px right, 120 down
     results = {}
     for name, box, refine in (("good", good, True), ("poor", poor, False),
                               ("refined", poor, True)):
-        cfg = Config.load(overrides={"sppe": {"refine": refine}})
+        cfg = Config.load(overrides={"sppe": {"second_pass": refine}})
         est = PoseEstimator(cfg, "cpu", detector=_OneBox(box))
         poses = est.infer(frame)
         assert len(poses) == 1, name
