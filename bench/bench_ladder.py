@@ -150,12 +150,15 @@ def bench_detectors(names, frames, runtime, fp_dir: Path) -> dict:
 
 
 PIPELINE_DETECTORS = {  # name: detector config overrides for the estimator run
+    "default": {},
     "blazepose": {"name": "blazepose"},
     "nanodet-416": {"name": "nanodet", "tiling": False},
-    "nanodet-416-tiles": {"name": "nanodet", "tiling": True},
+    "nanodet-416-tiles": {"name": "nanodet", "tiling": True, "tile_alternate": False},
+    "nanodet-416-tiles-alt": {"name": "nanodet", "tiling": True, "tile_alternate": True},
     "nanodet-576x1024": {"name": "nanodet", "tiling": False, "nanodet_height": 576,
                          "nanodet_width": 1024},
-    "nanodet-416-tiles+blazepose": {"name": "nanodet+blazepose", "tiling": True},
+    "nanodet-416-tiles+blazepose": {"name": "nanodet+blazepose", "tiling": True,
+                                    "tile_alternate": False},
 }
 
 

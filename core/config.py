@@ -48,13 +48,15 @@ def setting(default, *, ge: float | None = None, gt: float | None = None, le: fl
 
 @dataclass
 class DetectorConfig:
-    name: DetectorName = "blazepose"
+    name: DetectorName = "nanodet"
     score_threshold: float = setting(0.5, ge=0, le=1)
     nms_iou: float = setting(0.3, ge=0, le=1)
     max_persons: int = setting(10, ge=1)
     tiling: bool = True  # full frame + overlapping tiles, batched in one forward pass
     tile_size: int = setting(640, ge=32)
     tile_overlap: float = setting(0.4, ge=0, lt=1)
+    # nanodet: each run sees the full frame and half the tiles (checkerboard), the other half next run
+    tile_alternate: bool = True
     interval: int = setting(8, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
     # NanoDet (nanodet, nanodet+blazepose): canvas each view is letterboxed into (multiples of 32)
     # and its own score threshold (quality-focal scores are modest: people at 0.3-0.9)

@@ -223,7 +223,8 @@ class PoseEstimator:
         next_rois = self._aligned_rois(keypoints, aux)
         boxes = _person_boxes(keypoints)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        keep = self.rois.update(next_rois, presence >= self.config.sppe.min_pose_score, scores,
+        present = self.rois.present(presence, self.config.sppe.min_pose_score)
+        keep = self.rois.update(next_rois, present, scores,
                                 _convert(keypoints, sppe_layout, COCO17), areas)
         return Poses(boxes[keep], out_kp[keep], scores[keep], layout=self.output_layout)
 

@@ -40,6 +40,13 @@ BOX_ROI_SCALE = 1.2
 TORSO_ZONE = 0.75
 DUPLICATE_OKS = 0.7  # two tracked poses this similar are one person
 MIN_ROI_SIDE = 8.0  # px; a smaller ROI cannot hold a person the SPPE could read
+# Hysteresis on the SPPE's presence: a person carried from the last frame stays while presence >=
+# this fraction of ``sppe.min_pose_score`` (a fresh detection needs the full score). On a ~50-px
+# person (the demo's background person, frames 96-136) presence swings between 0.2 and 0.95 from
+# frame to frame while the keypoints stay put (mean keypoint score 0.65-0.9): with one threshold
+# the person was dropped every few frames and, re-detected only after recovery, shown in 0.20 of
+# the frames. A crop that has lost its person reads presence < 0.05.
+CARRIED_PRESENCE = 0.4
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,13 @@ class RoiTracker:
             self._since_detect += 1
         self._carried = len(carried)
         return rois
+
+    def present(self, presence: np.ndarray, min_score: float) -> np.ndarray:
+        """Which of this frame's poses (same order as ``next_rois()`` returned) hold a person:
+        presence >= ``min_score``, or >= ``CARRIED_PRESENCE`` × ``min_score`` for the carried ones."""
+        threshold = np.full(len(presence), float(min_score), np.float32)
+        threshold[:self._carried] *= CARRIED_PRESENCE
+        return np.asarray(presence) >= threshold
 
     def merge(self, detections, carried: Rois) -> Rois:
         """``carried`` plus the detections' ROIs that match no carried person (core IoU > nms_iou,
