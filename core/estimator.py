@@ -89,8 +89,11 @@ class PoseEstimator:
     # ------------------------------------------------------------------------------ state
 
     def reset(self) -> None:
-        """Forget tracked ROIs (seek, new source): the next frame runs the detector."""
+        """Forget tracked ROIs (seek, new source): the next frame runs the detector (from its
+        first state, for detectors that have one: NanoDet's alternating tiles)."""
         self.rois.reset()
+        if hasattr(self.detector, "reset"):
+            self.detector.reset()
 
     @property
     def tracked_rois(self) -> Rois:

@@ -168,6 +168,10 @@ class NanoDetDetector:
                 self._views[key] = np.array([[0, 0, width, height]], np.int64)
         return self._views[key]
 
+    def reset(self) -> None:
+        """Start the alternating tile halves again from the first (new source, seek)."""
+        self.calls = 0
+
     def view_indices(self, height: int, width: int) -> np.ndarray:
         """Indices into ``views(height, width)`` seen by this call: all, or with
         ``tile_alternate`` the full view and the checkerboard half of the tiles for this call."""

@@ -278,3 +278,24 @@ def test_live_interval_change_applies_on_the_next_frame():
     scene.cfg.interval = 1
     scene.frame([(200, 500)])
     assert scene.detected == [True, False, False, True]
+
+
+def test_carried_people_need_less_presence_than_fresh_detections():
+    """Presence hysteresis: on a detector frame the carried ROIs come first and are kept at
+    ``CARRIED_PRESENCE`` × min score; the fresh ones need the full score."""
+    from core.roi import CARRIED_PRESENCE
+
+    tracker = RoiTracker(DetectorConfig(interval=8))
+    rois = tracker.next_rois(lambda: detections([(200, 500)]))
+    assert len(rois) == 1
+    assert tracker.present(np.array([0.45]), 0.5).tolist() == [False]  # fresh: full score
+    tracker.update(rois, np.array([True]), np.array([0.9]))
+    rois = tracker.next_rois(lambda: detections([(200, 500), (800, 500)]))  # carried only
+    low = 0.5 * CARRIED_PRESENCE
+    assert tracker.present(np.array([low + 0.01]), 0.5).tolist() == [True]
+    assert tracker.present(np.array([low - 0.01]), 0.5).tolist() == [False]
+    for _ in range(7):
+        tracker.update(rois, np.array([True]), np.array([0.9]))
+        rois = tracker.next_rois(lambda: detections([(200, 500), (800, 500)]))
+    assert len(rois) == 2  # detector frame: carried first, then the fresh one
+    assert tracker.present(np.array([0.45, 0.45]), 0.5).tolist() == [True, False]
