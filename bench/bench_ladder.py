@@ -15,6 +15,10 @@ checking by eye.
 
 SPPEs (``--sppes``; each model that is installed): ms per crop at batch 1 / 3 / 8.
 
+SPPE quality (``--quality NAME ...``, use ``--step 1``): the estimator with each SPPE, agreement
+with blazepose-heavy (median keypoint distance / person height, people matched by mid-hip) and
+the limb-length coefficient of variation of the jumping-jacks man over the frames.
+
 Pipeline (``--pipeline NAME ...``, use ``--step 1``): the estimator with default settings but the
 detector, on the demo: share of frames with >= 1 / 2 / 3 people after pose NMS, background
 person found, frames with more than 3 poses (more people than visible), ms per frame.
@@ -173,10 +177,19 @@ def bench_pipeline(names, frames, device="cpu") -> dict:
         cfg = Config.load(overrides={"detector": PIPELINE_DETECTORS[name]})
         est = PoseEstimator(cfg, device)
         counts, bg, over, ms = [], 0, 0, []
-        for frame in frames.values():
+        jumper, walker = [], []
+        for i, frame in frames.items():
             t0 = time.perf_counter()
-            poses = est.infer(frame)
+            poses = est.postprocess(est.infer(frame))
             ms.append((time.perf_counter() - t0) * 1e3)
+            hips = poses.keypoints[:, [11, 12], :2].mean(1)
+            tall = (poses.boxes[:, 3] - poses.boxes[:, 1]) >= LARGE_HEIGHT
+            if i in JUMPER_FRAMES:
+                (x0, x1), (y0, y1) = JUMPER_HIPS
+                jumper.append(bool(((hips[:, 0] >= x0) & (hips[:, 0] <= x1) & (hips[:, 1] >= y0)
+                                    & (hips[:, 1] <= y1)).any()))
+            if i in WALKER_FRAMES:
+                walker.append(bool((tall & (hips[:, 1] >= 600) & (hips[:, 1] <= 900)).any()))
             c = classify(poses.boxes)
             counts.append(c["large"] + int(c["background"]))
             bg += c["background"]
@@ -185,11 +198,85 @@ def bench_pipeline(names, frames, device="cpu") -> dict:
         results[name] = {"frames": n, "ge1": float((counts >= 1).mean()),
                          "ge2": float((counts >= 2).mean()), "ge3": float((counts >= 3).mean()),
                          "background_found": bg / n, "more_than_3": over / n,
+                         "jumper_found": float(np.mean(jumper)) if jumper else None,
+                         "walker_found": float(np.mean(walker)) if walker else None,
                          "ms_median": statistics.median(ms), "ms_mean": float(np.mean(ms))}
         r = results[name]
         print(f"pipeline {name:28s} >=1 {r['ge1']:.2f}  >=2 {r['ge2']:.2f}  >=3 {r['ge3']:.2f}  "
-              f"bg {r['background_found']:.2f}  >3 poses {r['more_than_3']:.2f}  "
+              f"bg {r['background_found']:.2f}  jumper {r['jumper_found'] or 0:.2f}  "
+              f"walker {r['walker_found'] or 0:.2f}  >3 poses {r['more_than_3']:.2f}  "
               f"{r['ms_mean']:7.1f} ms/frame", flush=True)
+    return results
+
+
+LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16))  # COCO-17
+JUMPER_HIPS = ((600, 800), (200, 330))  # the jumping-jacks man's mid-hip region, frames 0-160
+JUMPER_FRAMES = range(0, 161)  # on the roof box (tests/core/test_estimator.py)
+WALKER_FRAMES = range(45, 181)  # the walker in view at ground level
+
+
+def run_sppe(name: str, frames) -> list:
+    """Poses (after pose NMS) of the estimator with default settings but ``sppe.model``."""
+    from core.config import Config
+    from core.estimator import PoseEstimator
+
+    est = PoseEstimator(Config.load(overrides={"sppe": {"model": name}}), "cpu")
+    return [est.postprocess(est.infer(f)) for f in frames.values()]
+
+
+def limb_cv(runs: list) -> float:
+    """Median over the 8 arm/leg segments of the jumping-jacks man of std/mean of its length over
+    the frames (both ends scored >= 0.3): how steady the model keeps a rigid bone."""
+    lengths = {limb: [] for limb in LIMBS}
+    (x0, x1), (y0, y1) = JUMPER_HIPS
+    for poses in runs:
+        hips = poses.keypoints[:, [11, 12], :2].mean(1)
+        i = np.flatnonzero((hips[:, 0] >= x0) & (hips[:, 0] <= x1) & (hips[:, 1] >= y0)
+                           & (hips[:, 1] <= y1))
+        if not len(i):
+            continue
+        kp = poses.keypoints[i[0]]
+        for a, b in LIMBS:
+            if kp[a, 2] >= 0.3 and kp[b, 2] >= 0.3:
+                lengths[(a, b)].append(float(np.linalg.norm(kp[a, :2] - kp[b, :2])))
+    cvs = [np.std(v) / np.mean(v) for v in lengths.values() if len(v) >= 5]
+    return float(np.median(cvs)) if cvs else float("nan")
+
+
+def agreement(runs: list, reference: list) -> float:
+    """Median over matched people of the median keypoint distance to the reference SPPE's pose
+    divided by that person's height (reference box); people matched by nearest mid-hip point
+    within half a height."""
+    ratios = []
+    for got, ref in zip(runs, reference):
+        if not len(got) or not len(ref):
+            continue
+        gh = got.keypoints[:, [11, 12], :2].mean(1)
+        for k in range(len(ref)):
+            h = float(ref.boxes[k, 3] - ref.boxes[k, 1])
+            rh = ref.keypoints[k, [11, 12], :2].mean(0)
+            d = np.linalg.norm(gh - rh, axis=1)
+            j = int(d.argmin())
+            if d[j] > h / 2:
+                continue
+            dist = np.linalg.norm(got.keypoints[j, :, :2] - ref.keypoints[k, :, :2], axis=1)
+            ratios.append(float(np.median(dist)) / max(h, 1.0))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def bench_sppe_quality(names, frames, reference="blazepose-heavy") -> dict:
+    """Per SPPE on consecutive demo frames: agreement with ``reference`` (median keypoint
+    distance / person height) and the jumping-jacks man's limb-length coefficient of variation."""
+    ref = run_sppe(reference, frames)
+    results = {reference: {"agreement_vs_heavy": 0.0, "limb_cv": limb_cv(ref)}}
+    for name in names:
+        if name == reference:
+            continue
+        runs = run_sppe(name, frames)
+        results[name] = {"agreement_vs_heavy": agreement(runs, ref), "limb_cv": limb_cv(runs)}
+    for name, r in results.items():
+        print(f"sppe {name:20s} distance/height vs {reference} {r['agreement_vs_heavy']:.3f}  "
+              f"limb-length CV {r['limb_cv']:.3f}", flush=True)
     return results
 
 
@@ -227,6 +314,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sppes", nargs="*", default=[])
     parser.add_argument("--pipeline", nargs="*", default=[],
                         help=f"estimator runs on consecutive frames: {', '.join(PIPELINE_DETECTORS)}")
+    parser.add_argument("--quality", nargs="*", default=[],
+                        help="SPPEs compared with blazepose-heavy on consecutive frames "
+                             "(agreement, limb-length CV; use --step 1)")
     parser.add_argument("--frames", default="0:", help="frame range FIRST:LAST (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_ladder.json"))
@@ -241,7 +331,8 @@ def main(argv=None) -> int:
               "detectors": bench_detectors(args.detectors, frames, runtime,
                                            out.parent / "ladder_fp"),
               "sppes": bench_sppes(args.sppes, runtime),
-              "pipeline": bench_pipeline(args.pipeline, frames)}
+              "pipeline": bench_pipeline(args.pipeline, frames),
+              "sppe_quality": bench_sppe_quality(args.quality, frames) if args.quality else {}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
