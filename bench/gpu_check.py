@@ -91,11 +91,13 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def make_estimator(half: bool):
+def make_estimator(half: bool, detector: str | None = None):
     from core.config import Config
     from core.estimator import PoseEstimator
 
     config = Config.load()
+    if detector:
+        config.detector.name = detector
     config.runtime.device = DEVICE
     config.runtime.half = half
     return PoseEstimator(config, DEVICE)
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=None, help="at most this many demo frames (default all)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--detector", help="person detector for the end-to-end rows (default: the config's)")
     ap.add_argument("--smoke-cpu", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     _check_imports()
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     full = read_frames(demo, args.frames, None)
     small = read_frames(demo, args.frames, 640)
 
-    est16, est32 = make_estimator(True), make_estimator(False)
+    est16, est32 = make_estimator(True, args.detector), make_estimator(False, args.detector)
     report["half_in_use"] = bool(getattr(est16.sppe.model, "is_half", False))
     e2e = {}
     for name, est, frames in (("full_fp16", est16, full), ("full_fp32", est32, full), ("640_fp16", est16, small)):
