@@ -32,10 +32,15 @@ def demo_video():
 
 @pytest.fixture(scope="session")
 def blazepose_models():
-    """Paths of the fetched BlazePose TFLite files, keyed by manifest name."""
+    """Paths of the fetched BlazePose TFLite files, keyed by manifest name; also requires the
+    default detector (NanoDet, npm) that the default configuration loads."""
     names = ("pose_detection", "pose_landmark_full")
     if not all(_installed(n) for n in names):
         pytest.skip("BlazePose models not installed (python main.py models install)")
+    from core.models import npm_fetch
+
+    if not npm_fetch.is_installed(npm_fetch.npm_model("nanodet")):
+        pytest.skip("nanodet not installed (python main.py models install)")
     from core.assets import artefact_path
 
     return {n: artefact_path(n) for n in names}
