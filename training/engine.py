@@ -6,7 +6,8 @@ logging, tqdm on rank 0), evaluation when due, a row in ``metrics.csv``, keep-be
 ``last`` / ``best`` (/ ``epoch_NNN``) checkpoints. ``TrainState`` is what a resumed run needs to
 continue (epoch, stage, best AP, history); it travels inside every checkpoint.
 Epochs are numbered from 1 in logs and checkpoints; data order and augmentation are seeded by the
-0-based index of the epoch being run, so a resumed run repeats the uninterrupted one step for step.
+0-based index of the epoch being run (RMPE: the 1-based one, as before the shared skeleton), so a
+resumed run repeats the uninterrupted one step for step.
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ class Phase:
     row_extra: Callable[[], dict] | None = None
     before_epoch: Callable[[], None] | None = None
     desc: str = ""  # progress-bar label (default: name)
+    seed_offset: int = 0  # data order / augmentation seed = 0-based epoch + this (RMPE keeps its 1-based seeds)
 
 
 def evaluate_initial(state: TrainState, logs: RunLogs, evaluate: Callable[[], dict], row: dict) -> None:
@@ -128,8 +130,8 @@ def fit(phase: Phase, state: TrainState, cfg: TrainConfig, info: DistInfo, logs:
     for epoch in range(start, phase.epochs):
         if phase.before_epoch is not None:
             phase.before_epoch()
-        set_epoch(phase.dataset, state.epoch)
-        phase.sampler.set_epoch(state.epoch)
+        set_epoch(phase.dataset, state.epoch + phase.seed_offset)
+        phase.sampler.set_epoch(state.epoch + phase.seed_offset)
         extra = {} if phase.index is None else {"stage": phase.name}
         stats = train_one_epoch(phase.model, phase.loader, phase.loss_fn, phase.optimizer, phase.scheduler,
                                 phase.scaler, cfg, info, state.epoch + 1, logs.steps, first_step=state.epoch * n,

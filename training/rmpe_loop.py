@@ -280,7 +280,8 @@ def _stage_phase(index: int, stage: RMPEStage, nets: _Networks, cfg: TrainConfig
 
     return Phase(stage.name, stage.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer,
                  scheduler, scaler, checkpoint, index=index, row_extra=row_extra,
-                 before_epoch=lambda: parts.update(main=0.0, parallel=0.0, n=0), desc=f"rmpe/{stage.name}")
+                 before_epoch=lambda: parts.update(main=0.0, parallel=0.0, n=0), desc=f"rmpe/{stage.name}",
+                 seed_offset=1)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
