@@ -20,9 +20,9 @@ from typing import Callable
 import torch
 
 from training.checkpoint import save_epoch_checkpoints
-from training.common import amp_enabled, set_epoch, to_device
+from training.common import amp_enabled, seed_everything, set_epoch, set_threads, to_device
 from training.config import TrainConfig
-from training.ddp import DistInfo, all_reduce_mean, barrier
+from training.ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from training.metrics import CSVLog, Throughput
 
 log = logging.getLogger("rmpe.train")
@@ -34,6 +34,20 @@ STEP_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s"]
 def ap_fields(metrics: dict, prefix: str = "") -> dict:
     """The COCO summary numbers of an evaluation as epoch-row fields (``prefix`` + name)."""
     return {prefix + k: metrics[k] for k in AP_FIELDS if k in metrics}
+
+
+def run_distributed(cfg: TrainConfig, body: Callable[..., dict], *args) -> dict:
+    """Run ``body(cfg, info, *args)`` the way every ``train`` command runs: torch threads set from
+    ``run.threads`` (restored after), the process group joined (torchrun; else one process) and
+    left even when ``body`` raises, ``run.seed`` applied first. Returns ``body``'s result."""
+    threads = set_threads(cfg.run.threads)
+    info = init_distributed(cfg.run.device)
+    try:
+        seed_everything(cfg.run.seed)
+        return body(cfg, info, *args)
+    finally:
+        cleanup(info)
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -16,11 +16,11 @@ from core.skeleton import get_skeleton
 from training.checkpoint import load_checkpoint, load_optim_state
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
-                             seed_everything, set_threads, train_loader)
+                             train_loader)
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
-from training.ddp import DistInfo, cleanup, init_distributed, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
+from training.ddp import DistInfo, unwrap, wrap_model
+from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit, run_distributed
 from training.evaluate import evaluate_parts, flip_averaged
 from training.pgpg import load_proposals
 
@@ -54,17 +54,10 @@ def evaluate_model(model: torch.nn.Module, val_parts: list, cfg: TrainConfig, in
 
 def run_sppe(cfg: TrainConfig, resume: str | None = None, init: str | None = None) -> dict:
     """Train an SPPE; returns {"history": [epoch rows], "best_ap", "last", "best"}."""
-    threads = set_threads(cfg.run.threads)
-    info = init_distributed(cfg.run.device)
-    try:
-        return _run(cfg, info, resume, init)
-    finally:
-        cleanup(info)
-        torch.set_num_threads(threads)
+    return run_distributed(cfg, _run, resume, init)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
-    seed_everything(cfg.run.seed)
     spec = cfg.model
     log.info("train sppe: %s on %s, %d process(es); global batch %d (%d per process), lr %.3g",
              spec.arch, describe_device(info), info.world_size, cfg.optim.batch_size,
