@@ -17,17 +17,18 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
-from core.evaluation.coco_eval import evaluate, load_ground_truth
+from core.evaluation.coco_eval import evaluate
 from core.models.posefix import KIND, build_posefix, posefix_loss, refine_crops
 from core.models.sstn import crop_to_image
 from training.checkpoint import load_checkpoint, load_optim_state
 from training.common import (amp_enabled, describe_device, eval_loader, make_optimizer, make_scaler, make_scheduler,
-                             parts_of, resolve_sources, seed_everything, set_threads, train_loader)
+                             parts_of, resolve_sources, train_loader)
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
 from training.datasets.posefix import PoseFixSamples
-from training.ddp import DistInfo, broadcast_object, cleanup, gather_lists, init_distributed, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
+from training.ddp import DistInfo, broadcast_object, gather_lists, unwrap, wrap_model
+from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit, run_distributed
+from training.evaluate import validation_ground_truth
 
 log = logging.getLogger("rmpe.train")
 
@@ -76,11 +77,7 @@ def evaluate_posefix(net, val_parts: list, cfg: TrainConfig, info: DistInfo) -> 
         refined, inputs = gather_lists(refined, info), gather_lists(inputs, info)
         row = None
         if info.is_main:
-            gt = load_ground_truth(str(dataset.annotation_path))
-            if cfg.eval.max_images > 0:
-                keep = {im["id"] for im in dataset.data["images"][:cfg.eval.max_images]}
-                gt = load_ground_truth({**gt.dataset, "images": [im for im in gt.dataset["images"] if im["id"] in keep],
-                                        "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in keep]})
+            gt = validation_ground_truth(dataset, cfg)
             row = {**ap_fields(evaluate(gt, refined).stats), **ap_fields(evaluate(gt, inputs).stats, "input_")}
         rows.append(broadcast_object(row, info))
     out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
@@ -90,17 +87,10 @@ def evaluate_posefix(net, val_parts: list, cfg: TrainConfig, info: DistInfo) -> 
 
 def run_posefix(cfg: TrainConfig, resume: str | None = None, init: str | None = None) -> dict:
     """Train a PoseFix refiner; returns {"history", "best_ap", "last", "best"}."""
-    threads = set_threads(cfg.run.threads)
-    info = init_distributed(cfg.run.device)
-    try:
-        return _run(cfg, info, resume, init)
-    finally:
-        cleanup(info)
-        torch.set_num_threads(threads)
+    return run_distributed(cfg, _run, resume, init)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
-    seed_everything(cfg.run.seed)
     spec = cfg.posefix
     log.info("train posefix: %s backbone%s, input %dx%d, on %s, %d process(es); global batch %d, lr %.3g",
              spec.backbone, f" (ResNet-{spec.resnet_depth}, width {spec.width})" if spec.backbone == "resnet" else "",
