@@ -20,14 +20,13 @@ from torch.utils.data import ConcatDataset
 from core.evaluation.coco_eval import evaluate
 from core.models.posefix import KIND, build_posefix, posefix_loss, refine_crops
 from core.models.sstn import crop_to_image
-from training.checkpoint import load_checkpoint, load_optim_state
-from training.common import (amp_enabled, describe_device, eval_loader, make_optimizer, make_scaler, make_scheduler,
-                             parts_of, resolve_sources, train_loader)
+from training.checkpoint import load_checkpoint
+from training.common import amp_enabled, describe_device, eval_loader, parts_of, resolve_sources
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
 from training.datasets.posefix import PoseFixSamples
-from training.ddp import DistInfo, broadcast_object, gather_lists, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit, run_distributed
+from training.ddp import DistInfo, broadcast_object, gather_lists
+from training.engine import AP_FIELDS, RunLogs, ap_fields, fit_single_phase, run_distributed
 from training.evaluate import validation_ground_truth
 
 log = logging.getLogger("rmpe.train")
@@ -103,32 +102,13 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
     ckpt = load_checkpoint(resume, KIND) if resume else None
     if ckpt is not None or init:
         model.load_state_dict((ckpt or load_checkpoint(init, KIND))["model"])
-    train_model = wrap_model(model, info)
-    loader, sampler = train_loader(train_set, cfg, info)
-    optimizer = make_optimizer(train_model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
-    scaler = make_scaler(cfg, info.device)
-    state = TrainState.from_checkpoint(ckpt)
-    if ckpt is not None:
-        load_optim_state(ckpt, optimizer, scheduler, scaler)
-        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, state.epoch, state.best_ap)
-    log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader),
-             sum(len(p) for p, _ in val_parts))
 
-    def loss_fn(batch):
+    def loss_fn(train_model, batch):
         logits = train_model(batch["image"], batch["pose_xy"], batch["pose_valid"])
         return posefix_loss(logits, batch["target_xy"], batch["target_weight"], spec.l1_weight)
 
-    def evaluate_now():
-        return evaluate_posefix(unwrap(train_model), val_parts, cfg, info)
+    def evaluate_now(net) -> dict:
+        return evaluate_posefix(net, val_parts, cfg, info)
 
-    def checkpoint(finished: bool) -> dict:
-        return dict(kind=KIND, spec=spec, config=cfg.to_dict(), model=unwrap(train_model), optimizer=optimizer,
-                    scheduler=scheduler, scaler=scaler)
-
-    if cfg.eval.before and state.epoch == 0:
-        evaluate_initial(state, logs, evaluate_now, {})
-    phase = Phase("posefix", cfg.optim.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer, scheduler,
-                  scaler, checkpoint)
-    fit(phase, state, cfg, info, logs, evaluate_now, start=state.epoch)
-    return logs.result(state)
+    return fit_single_phase(KIND, spec, model, train_set, cfg, info, logs, ckpt, resume,
+                            sum(len(p) for p, _ in val_parts), loss_fn, evaluate_now)
