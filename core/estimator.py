@@ -29,6 +29,7 @@ from core.detection import make_detector
 from core.errors import UserError
 from core.heatmaps import DECODE_METHODS
 from core.models.build import make_sppe
+from core.models.zoo import resolve_device
 from core.models.sppe import SPPEOutput
 from core.models.sstn import crop, crop_frame, crop_to_image, roi_to_affine
 from core.poses import Poses
@@ -41,16 +42,6 @@ log = logging.getLogger("rmpe.estimator")
 # rotation (radians). Box crops of upright people give shifts of ~0.1 and ratios near 1.
 POOR_CROP = (0.15, 1.25, np.radians(20.0))
 BOX_MARGIN = 0.1  # person box = keypoint extent grown by this fraction of its size on each side
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    from core.models.zoo import resolve_device as zoo_resolve
-
-    requested = str(requested or "auto").lower()
-    if requested not in ("auto", "cpu") and not requested.startswith("cuda"):
-        raise UserError(f"unknown device {requested!r}; choose auto, cpu or cuda")
-    return zoo_resolve(requested)
 
 
 class PoseEstimator:

@@ -26,11 +26,13 @@ Maps whose raw maximum is ≤ 0 (or NaN) are not refined (DARK's rescale is unde
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 
+from core.config import DecodeMethod
 from core.jit import kernel
 
 __all__ = ["METHODS", "gaussian_kernel_1d", "decode_heatmaps", "encode_heatmaps", "encode_heatmaps_batch",
@@ -307,7 +309,7 @@ def heatmap_to_crop(points, heatmap_size: tuple[int, int], crop_size: tuple[int,
     return crop_to_heatmap(points, heatmap_size, crop_size)
 
 
-DECODE_METHODS = ("regression",) + METHODS  # regression: the SPPE's own regressed points
+DECODE_METHODS = typing.get_args(DecodeMethod)  # regression: the SPPE's own regressed points
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ logging, tqdm on rank 0), evaluation when due, a row in ``metrics.csv``, keep-be
 ``last`` / ``best`` (/ ``epoch_NNN``) checkpoints. ``TrainState`` is what a resumed run needs to
 continue (epoch, stage, best AP, history); it travels inside every checkpoint.
 Epochs are numbered from 1 in logs and checkpoints; data order and augmentation are seeded by the
-0-based index of the epoch being run, so a resumed run repeats the uninterrupted one step for step.
+0-based index of the epoch being run (RMPE: the 1-based one, as before the shared skeleton), so a
+resumed run repeats the uninterrupted one step for step.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from typing import Callable
 
 import torch
 
-from training.checkpoint import save_epoch_checkpoints
-from training.common import amp_enabled, set_epoch, to_device
+from training.checkpoint import load_optim_state, save_epoch_checkpoints
+from training.common import (amp_enabled, make_optimizer, make_scaler, make_scheduler, seed_everything,
+                             set_epoch, set_threads, to_device, train_loader)
 from training.config import TrainConfig
-from training.ddp import DistInfo, all_reduce_mean, barrier
+from training.ddp import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, unwrap, wrap_model
 from training.metrics import CSVLog, Throughput
 
 log = logging.getLogger("rmpe.train")
@@ -34,6 +36,20 @@ STEP_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s"]
 def ap_fields(metrics: dict, prefix: str = "") -> dict:
     """The COCO summary numbers of an evaluation as epoch-row fields (``prefix`` + name)."""
     return {prefix + k: metrics[k] for k in AP_FIELDS if k in metrics}
+
+
+def run_distributed(cfg: TrainConfig, body: Callable[..., dict], *args) -> dict:
+    """Run ``body(cfg, info, *args)`` the way every ``train`` command runs: torch threads set from
+    ``run.threads`` (restored after), the process group joined (torchrun; else one process) and
+    left even when ``body`` raises, ``run.seed`` applied first. Returns ``body``'s result."""
+    threads = set_threads(cfg.run.threads)
+    info = init_distributed(cfg.run.device)
+    try:
+        seed_everything(cfg.run.seed)
+        return body(cfg, info, *args)
+    finally:
+        cleanup(info)
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -109,6 +125,7 @@ class Phase:
     row_extra: Callable[[], dict] | None = None
     before_epoch: Callable[[], None] | None = None
     desc: str = ""  # progress-bar label (default: name)
+    seed_offset: int = 0  # data order / augmentation seed = 0-based epoch + this (RMPE keeps its 1-based seeds)
 
 
 def evaluate_initial(state: TrainState, logs: RunLogs, evaluate: Callable[[], dict], row: dict) -> None:
@@ -128,8 +145,8 @@ def fit(phase: Phase, state: TrainState, cfg: TrainConfig, info: DistInfo, logs:
     for epoch in range(start, phase.epochs):
         if phase.before_epoch is not None:
             phase.before_epoch()
-        set_epoch(phase.dataset, state.epoch)
-        phase.sampler.set_epoch(state.epoch)
+        set_epoch(phase.dataset, state.epoch + phase.seed_offset)
+        phase.sampler.set_epoch(state.epoch + phase.seed_offset)
         extra = {} if phase.index is None else {"stage": phase.name}
         stats = train_one_epoch(phase.model, phase.loader, phase.loss_fn, phase.optimizer, phase.scheduler,
                                 phase.scaler, cfg, info, state.epoch + 1, logs.steps, first_step=state.epoch * n,
@@ -156,6 +173,42 @@ def fit(phase: Phase, state: TrainState, cfg: TrainConfig, info: DistInfo, logs:
                                    state=state, **phase.checkpoint(finished))
         barrier(info)
     return state
+
+
+def fit_single_phase(kind: str, spec, model: torch.nn.Module, train_set, cfg: TrainConfig, info: DistInfo,
+                     logs: RunLogs, ckpt: dict | None, resume: str | None, val_count: int,
+                     loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
+                     evaluate: Callable[[torch.nn.Module], dict]) -> dict:
+    """The whole of a one-phase run (SPPE, PoseFix) once its model and data exist: ``model``
+    (weights already loaded) wrapped for DDP, its loader, optimiser, schedule and scaler (their
+    state from ``ckpt`` when resuming), ``eval.before`` as epoch 0, then ``cfg.optim.epochs``
+    epochs of ``fit``; checkpoints of ``kind`` carry ``spec``. ``loss_fn(train model, batch)``
+    returns the loss; ``evaluate(unwrapped model)`` the epoch-row AP fields. Returns
+    ``logs.result``."""
+    train_model = wrap_model(model, info)
+    loader, sampler = train_loader(train_set, cfg, info)
+    optimizer = make_optimizer(train_model.parameters(), cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    scaler = make_scaler(cfg, info.device)
+    state = TrainState.from_checkpoint(ckpt)
+    if ckpt is not None:
+        load_optim_state(ckpt, optimizer, scheduler, scaler)
+        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, state.epoch, state.best_ap)
+    log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader), val_count)
+
+    def evaluate_now() -> dict:
+        return evaluate(unwrap(train_model))
+
+    def checkpoint(finished: bool) -> dict:
+        return dict(kind=kind, spec=spec, config=cfg.to_dict(), model=unwrap(train_model), optimizer=optimizer,
+                    scheduler=scheduler, scaler=scaler)
+
+    if cfg.eval.before and state.epoch == 0:
+        evaluate_initial(state, logs, evaluate_now, {})
+    phase = Phase(kind, cfg.optim.epochs, train_model, loader, sampler, train_set,
+                  lambda batch: loss_fn(train_model, batch), optimizer, scheduler, scaler, checkpoint)
+    fit(phase, state, cfg, info, logs, evaluate_now, start=state.epoch)
+    return logs.result(state)
 
 
 def _ap_text(row: dict) -> str:

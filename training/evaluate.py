@@ -72,6 +72,17 @@ def predict_dataset(loader, predict: Callable[[dict], tuple[torch.Tensor, np.nda
     return results
 
 
+def validation_ground_truth(dataset, cfg: TrainConfig):
+    """The COCO ground truth of a validation source (``dataset.annotation_path``), cut to the
+    images it evaluates (its first ``eval.max_images`` when > 0)."""
+    gt = load_ground_truth(str(dataset.annotation_path))
+    if cfg.eval.max_images > 0:
+        keep = {im["id"] for im in dataset.data["images"][:cfg.eval.max_images]}
+        gt = load_ground_truth({**gt.dataset, "images": [im for im in gt.dataset["images"] if im["id"] in keep],
+                                "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in keep]})
+    return gt
+
+
 def evaluate_parts(parts_loaders: list, predict, cfg: TrainConfig, info: DistInfo, input_size=None,
                    heatmap_size=None, *, codec: HeatmapCodec | None = None) -> dict | None:
     """AP per validation source (gathered over ranks) → {"AP": mean, "AP50": ..., "parts": [...]}.
@@ -87,12 +98,7 @@ def evaluate_parts(parts_loaders: list, predict, cfg: TrainConfig, info: DistInf
         results = gather_lists(predict_dataset(loader, predict, cfg, codec), info)
         summary = None
         if info.is_main:
-            gt = load_ground_truth(str(dataset.annotation_path))
-            if cfg.eval.max_images > 0:
-                keep = {im["id"] for im in dataset.data["images"][:cfg.eval.max_images]}
-                gt = load_ground_truth({**gt.dataset, "images": [im for im in gt.dataset["images"] if im["id"] in keep],
-                                        "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in keep]})
-            res: EvalResult = evaluate(gt, results)
+            res: EvalResult = evaluate(validation_ground_truth(dataset, cfg), results)
             summary = {k: float(v) for k, v in res.stats.items()}
         summaries.append(broadcast_object(summary, info))
     keys = summaries[0].keys()

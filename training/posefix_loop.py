@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
-from core.evaluation.coco_eval import evaluate, load_ground_truth
+from core.evaluation.coco_eval import evaluate
 from core.models.posefix import KIND, build_posefix, posefix_loss, refine_crops
 from core.models.sstn import crop_to_image
-from training.checkpoint import load_checkpoint, load_optim_state
-from training.common import (amp_enabled, describe_device, eval_loader, make_optimizer, make_scaler, make_scheduler,
-                             parts_of, resolve_sources, seed_everything, set_threads, train_loader)
+from training.checkpoint import load_checkpoint
+from training.common import amp_enabled, describe_device, eval_loader, parts_of, resolve_sources
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
 from training.datasets.posefix import PoseFixSamples
-from training.ddp import DistInfo, broadcast_object, cleanup, gather_lists, init_distributed, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
+from training.ddp import DistInfo, broadcast_object, gather_lists
+from training.engine import AP_FIELDS, RunLogs, ap_fields, fit_single_phase, run_distributed
+from training.evaluate import validation_ground_truth
 
 log = logging.getLogger("rmpe.train")
 
@@ -76,11 +76,7 @@ def evaluate_posefix(net, val_parts: list, cfg: TrainConfig, info: DistInfo) -> 
         refined, inputs = gather_lists(refined, info), gather_lists(inputs, info)
         row = None
         if info.is_main:
-            gt = load_ground_truth(str(dataset.annotation_path))
-            if cfg.eval.max_images > 0:
-                keep = {im["id"] for im in dataset.data["images"][:cfg.eval.max_images]}
-                gt = load_ground_truth({**gt.dataset, "images": [im for im in gt.dataset["images"] if im["id"] in keep],
-                                        "annotations": [a for a in gt.dataset["annotations"] if a["image_id"] in keep]})
+            gt = validation_ground_truth(dataset, cfg)
             row = {**ap_fields(evaluate(gt, refined).stats), **ap_fields(evaluate(gt, inputs).stats, "input_")}
         rows.append(broadcast_object(row, info))
     out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
@@ -90,17 +86,10 @@ def evaluate_posefix(net, val_parts: list, cfg: TrainConfig, info: DistInfo) -> 
 
 def run_posefix(cfg: TrainConfig, resume: str | None = None, init: str | None = None) -> dict:
     """Train a PoseFix refiner; returns {"history", "best_ap", "last", "best"}."""
-    threads = set_threads(cfg.run.threads)
-    info = init_distributed(cfg.run.device)
-    try:
-        return _run(cfg, info, resume, init)
-    finally:
-        cleanup(info)
-        torch.set_num_threads(threads)
+    return run_distributed(cfg, _run, resume, init)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
-    seed_everything(cfg.run.seed)
     spec = cfg.posefix
     log.info("train posefix: %s backbone%s, input %dx%d, on %s, %d process(es); global batch %d, lr %.3g",
              spec.backbone, f" (ResNet-{spec.resnet_depth}, width {spec.width})" if spec.backbone == "resnet" else "",
@@ -113,32 +102,13 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
     ckpt = load_checkpoint(resume, KIND) if resume else None
     if ckpt is not None or init:
         model.load_state_dict((ckpt or load_checkpoint(init, KIND))["model"])
-    train_model = wrap_model(model, info)
-    loader, sampler = train_loader(train_set, cfg, info)
-    optimizer = make_optimizer(train_model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
-    scaler = make_scaler(cfg, info.device)
-    state = TrainState.from_checkpoint(ckpt)
-    if ckpt is not None:
-        load_optim_state(ckpt, optimizer, scheduler, scaler)
-        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, state.epoch, state.best_ap)
-    log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader),
-             sum(len(p) for p, _ in val_parts))
 
-    def loss_fn(batch):
+    def loss_fn(train_model, batch):
         logits = train_model(batch["image"], batch["pose_xy"], batch["pose_valid"])
         return posefix_loss(logits, batch["target_xy"], batch["target_weight"], spec.l1_weight)
 
-    def evaluate_now():
-        return evaluate_posefix(unwrap(train_model), val_parts, cfg, info)
+    def evaluate_now(net) -> dict:
+        return evaluate_posefix(net, val_parts, cfg, info)
 
-    def checkpoint(finished: bool) -> dict:
-        return dict(kind=KIND, spec=spec, config=cfg.to_dict(), model=unwrap(train_model), optimizer=optimizer,
-                    scheduler=scheduler, scaler=scaler)
-
-    if cfg.eval.before and state.epoch == 0:
-        evaluate_initial(state, logs, evaluate_now, {})
-    phase = Phase("posefix", cfg.optim.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer, scheduler,
-                  scaler, checkpoint)
-    fit(phase, state, cfg, info, logs, evaluate_now, start=state.epoch)
-    return logs.result(state)
+    return fit_single_phase(KIND, spec, model, train_set, cfg, info, logs, ckpt, resume,
+                            sum(len(p) for p, _ in val_parts), loss_fn, evaluate_now)

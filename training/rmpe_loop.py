@@ -45,11 +45,11 @@ from core.skeleton import get_skeleton
 from training.checkpoint import load_checkpoint, load_optim_state
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
                              geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
-                             seed_everything, set_threads, train_loader)
+                             train_loader)
 from training.config import RMPEStage, TrainConfig, rmpe_stage
 from training.datasets.coco_keypoints import AugmentConfig
-from training.ddp import DistInfo, cleanup, init_distributed, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
+from training.ddp import DistInfo, unwrap, wrap_model
+from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit, run_distributed
 from training.evaluate import evaluate_parts, flip_averaged
 from training.pgpg import load_proposals
 
@@ -128,13 +128,7 @@ def default_stages(cfg: TrainConfig) -> list[RMPEStage]:
 
 def run_rmpe(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train an RMPE model through its stages; returns {"history", "best_ap", "last", "best"}."""
-    threads = set_threads(cfg.run.threads)
-    info = init_distributed(cfg.run.device)
-    try:
-        return _run(cfg, info, resume)
-    finally:
-        cleanup(info)
-        torch.set_num_threads(threads)
+    return run_distributed(cfg, _run, resume)
 
 
 def _frozen(module: nn.Module) -> nn.Module:
@@ -280,11 +274,11 @@ def _stage_phase(index: int, stage: RMPEStage, nets: _Networks, cfg: TrainConfig
 
     return Phase(stage.name, stage.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer,
                  scheduler, scaler, checkpoint, index=index, row_extra=row_extra,
-                 before_epoch=lambda: parts.update(main=0.0, parallel=0.0, n=0), desc=f"rmpe/{stage.name}")
+                 before_epoch=lambda: parts.update(main=0.0, parallel=0.0, n=0), desc=f"rmpe/{stage.name}",
+                 seed_offset=1)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None) -> dict:
-    seed_everything(cfg.run.seed)
     r = cfg.rmpe
     ckpt = load_checkpoint(resume, "rmpe") if resume else None
     nets = _Networks.build(cfg, info, ckpt)

@@ -13,14 +13,13 @@ import torch
 
 from core.models.trained_sppe import build_sppe_model, to_heatmaps
 from core.skeleton import get_skeleton
-from training.checkpoint import load_checkpoint, load_optim_state
+from training.checkpoint import load_checkpoint
 from training.common import (amp_enabled, build_dataset, channels_last, describe_device, eval_loader,
-                             geometry_from, heatmap_loss, make_optimizer, make_scaler, make_scheduler, parts_of,
-                             seed_everything, set_threads, train_loader)
+                             geometry_from, heatmap_loss, parts_of)
 from training.config import TrainConfig
 from training.datasets.coco_keypoints import AugmentConfig
-from training.ddp import DistInfo, cleanup, init_distributed, unwrap, wrap_model
-from training.engine import AP_FIELDS, Phase, RunLogs, TrainState, ap_fields, evaluate_initial, fit
+from training.ddp import DistInfo
+from training.engine import AP_FIELDS, RunLogs, ap_fields, fit_single_phase, run_distributed
 from training.evaluate import evaluate_parts, flip_averaged
 from training.pgpg import load_proposals
 
@@ -54,17 +53,10 @@ def evaluate_model(model: torch.nn.Module, val_parts: list, cfg: TrainConfig, in
 
 def run_sppe(cfg: TrainConfig, resume: str | None = None, init: str | None = None) -> dict:
     """Train an SPPE; returns {"history": [epoch rows], "best_ap", "last", "best"}."""
-    threads = set_threads(cfg.run.threads)
-    info = init_distributed(cfg.run.device)
-    try:
-        return _run(cfg, info, resume, init)
-    finally:
-        cleanup(info)
-        torch.set_num_threads(threads)
+    return run_distributed(cfg, _run, resume, init)
 
 
 def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None) -> dict:
-    seed_everything(cfg.run.seed)
     spec = cfg.model
     log.info("train sppe: %s on %s, %d process(es); global batch %d (%d per process), lr %.3g",
              spec.arch, describe_device(info), info.world_size, cfg.optim.batch_size,
@@ -82,32 +74,13 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: str | None, init: str | None)
     ckpt = load_checkpoint(resume, "sppe") if resume else None
     if ckpt is not None or init:
         model.load_state_dict((ckpt or load_checkpoint(init))["model"])
-    train_model = wrap_model(model, info)
-    loader, sampler = train_loader(train_set, cfg, info)
-    optimizer = make_optimizer(train_model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
-    scaler = make_scaler(cfg, info.device)
-    state = TrainState.from_checkpoint(ckpt)
-    if ckpt is not None:
-        load_optim_state(ckpt, optimizer, scheduler, scaler)
-        log.info("resumed from %s at epoch %d (best AP %.4f)", resume, state.epoch, state.best_ap)
-    log.info("%d training people (%d steps/epoch), %d validation people", len(train_set), len(loader),
-             sum(len(p) for p, _ in val_parts))
 
-    def loss_fn(batch):
+    def loss_fn(train_model, batch):
         return heatmap_loss(train_model(channels_last(batch["image"])), batch["target"], batch["target_weight"],
                             spec.loss)
 
-    def evaluate():
-        return ap_fields(evaluate_model(unwrap(train_model), val_parts, cfg, info))
+    def evaluate(net) -> dict:
+        return ap_fields(evaluate_model(net, val_parts, cfg, info))
 
-    def checkpoint(finished: bool) -> dict:
-        return dict(kind="sppe", spec=spec, config=cfg.to_dict(), model=unwrap(train_model), optimizer=optimizer,
-                    scheduler=scheduler, scaler=scaler)
-
-    if cfg.eval.before and state.epoch == 0:
-        evaluate_initial(state, logs, evaluate, {})
-    phase = Phase("sppe", cfg.optim.epochs, train_model, loader, sampler, train_set, loss_fn, optimizer, scheduler,
-                  scaler, checkpoint)
-    fit(phase, state, cfg, info, logs, evaluate, start=state.epoch)
-    return logs.result(state)
+    return fit_single_phase("sppe", spec, model, train_set, cfg, info, logs, ckpt, resume,
+                            sum(len(p) for p, _ in val_parts), loss_fn, evaluate)

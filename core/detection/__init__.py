@@ -8,12 +8,15 @@ interest (``core.roi.Rois``) for the spatial transformer crop.
 """
 from __future__ import annotations
 
+import typing
+
+from core.config import DetectorName
 from core.detection.detections import Detections
 from core.errors import UserError
 
 __all__ = ["DETECTORS", "Detections", "make_detector"]
 
-DETECTORS = ("blazepose", "hog", "nanodet", "nanodet+blazepose")
+DETECTORS = typing.get_args(DetectorName)
 
 
 def make_detector(cfg, device="cpu", runtime=None):

@@ -140,7 +140,31 @@ class FileSink(Sink):
             tmp.unlink(missing_ok=True)
 
 
-class CocoJsonWriter(FileSink):
+class _TextFileSink(FileSink):
+    """A ``FileSink`` writing through one open text file ``_f`` (opened by the subclass's ``open``):
+    ``close`` closes it and renames the finished file onto ``path``; a sink never opened, or
+    aborted, closes to nothing."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        self._f = None
+
+    def _release(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            f.close()
+
+    def close(self) -> None:
+        if self._f is None:
+            return
+        try:
+            self._release()
+        except OSError as exc:
+            raise self._fail(exc) from None
+        self._finalise()
+
+
+class CocoJsonWriter(_TextFileSink):
     """COCO keypoint results: one JSON list, one entry per person per frame (``Poses.to_coco_results``).
 
     Keypoints are written in COCO-17 order whatever the pipeline's layout. After every frame the
@@ -149,10 +173,6 @@ class CocoJsonWriter(FileSink):
     """
 
     what = "JSON"
-
-    def __init__(self, path: str | os.PathLike):
-        super().__init__(path)
-        self._f = None
 
     def open(self, info: SourceInfo, config) -> None:
         try:
@@ -189,20 +209,6 @@ class CocoJsonWriter(FileSink):
             self._finish()
         except OSError as exc:
             raise self._fail(exc) from None
-
-    def _release(self) -> None:
-        f, self._f = self._f, None
-        if f is not None:
-            f.close()
-
-    def close(self) -> None:
-        if self._f is None:
-            return
-        try:
-            self._release()
-        except OSError as exc:
-            raise self._fail(exc) from None
-        self._finalise()
 
 
 # OpenPose's BODY_25 keypoint order (OpenPose doc/02_output.md, "Pose Output Format (BODY_25)").
@@ -273,7 +279,7 @@ class OpenPoseJsonWriter(Sink):
                             exit_code=1) from None
 
 
-class CsvWriter(FileSink):
+class CsvWriter(_TextFileSink):
     """CSV, one row per keypoint: frame, person, track, keypoint, x, y, score.
 
     ``person`` is the index within the frame, ``track`` the track id (-1 when untracked),
@@ -283,10 +289,6 @@ class CsvWriter(FileSink):
 
     what = "CSV"
     HEADER = ("frame", "person", "track", "keypoint", "x", "y", "score")
-
-    def __init__(self, path: str | os.PathLike):
-        super().__init__(path)
-        self._f = None
 
     def open(self, info: SourceInfo, config) -> None:
         try:
@@ -316,17 +318,3 @@ class CsvWriter(FileSink):
             self._f.flush()
         except OSError as exc:
             raise self._fail(exc) from None
-
-    def _release(self) -> None:
-        f, self._f = self._f, None
-        if f is not None:
-            f.close()
-
-    def close(self) -> None:
-        if self._f is None:
-            return
-        try:
-            self._release()
-        except OSError as exc:
-            raise self._fail(exc) from None
-        self._finalise()

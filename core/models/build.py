@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import logging
 
+import typing
 from typing import TYPE_CHECKING
 
+from core.config import SPPEModel
 from core.errors import UserError
 
 if TYPE_CHECKING:
     from core.models.sppe import SPPE
 
-SPPE_MODELS = ("blazepose", "blazepose-lite", "blazepose-full", "blazepose-heavy",
-               "movenet-lightning", "movenet-thunder", "hourglass", "resnet")
+SPPE_MODELS = typing.get_args(SPPEModel)
 
 
 def make_sppe(cfg, device="cpu", runtime=None) -> "SPPE":

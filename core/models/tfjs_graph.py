@@ -41,6 +41,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.models import file_sha256, onnx_backend
+from core.models.graph_exec import ConvBody, same_pads
 from core.models.onnx_backend import ONNX_CACHE_FORMAT, OnnxGraph
 
 log = logging.getLogger("rmpe.tfjs")
@@ -152,34 +153,12 @@ class Permute(Step):
         return x.permute(self.dims)
 
 
-class Conv(Step):
+class Conv(ConvBody, Step):
     """Conv2D / depthwise conv on NCHW (weights OIHW); TF SAME padding's odd pixel goes after."""
 
     def __init__(self, node, inputs, outputs, weight, bias, stride, dilation, pads, groups, act):
         super().__init__(node, inputs, outputs)
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", bias)
-        self.stride, self.dilation, self.groups, self.act = stride, dilation, groups, act
-        top, bottom, left, right = pads
-        if top == bottom and left == right:
-            self.pre_pad, self.padding = None, (top, left)
-        else:
-            self.pre_pad, self.padding = (left, right, top, bottom), (0, 0)
-
-    def forward(self, x):
-        if self.pre_pad is not None:
-            x = F.pad(x, self.pre_pad)
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                     self.groups)
-        return _activate(y, self.act)
-
-
-def _activate(y, act: str):
-    if act == "relu":
-        return F.relu(y, inplace=True)
-    if act == "relu6":
-        return F.hardtanh(y, 0.0, 6.0, inplace=True)
-    return y
+        self.set_conv(weight, bias, stride, dilation, pads, groups, act)
 
 
 class MaxPool(Step):
@@ -313,12 +292,6 @@ class Value:
 
 def _inverse(perm) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argsort(perm))
-
-
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 _BINARY = {"Add": "add", "AddV2": "add", "BiasAdd": "add", "Sub": "sub", "Mul": "mul",
@@ -571,8 +544,8 @@ class _Builder:
             return 0, 0, 0, 0
         if padding != "SAME":
             raise UnsupportedTFJSOp(f"{node['op']} {node['name']} with padding {padding}")
-        top, bottom = _same_pads(shape[1], kernel[0], stride[0], dilation[0])
-        left, right = _same_pads(shape[2], kernel[1], stride[1], dilation[1])
+        top, bottom = same_pads(shape[1], kernel[0], stride[0], dilation[0])
+        left, right = same_pads(shape[2], kernel[1], stride[1], dilation[1])
         return top, bottom, left, right
 
     def _conv2d(self, node):

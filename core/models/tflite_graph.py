@@ -28,6 +28,7 @@ from torch import nn
 from core.errors import UserError
 from core.models import (WEIGHT_CACHE_FORMAT, file_sha256, weight_cache_is_current,
                          weight_cache_path)
+from core.models.graph_exec import ConvBody, activate, same_pads
 
 log = logging.getLogger("rmpe.tflite")
 
@@ -227,31 +228,11 @@ FOLDED_OPS = ("DEQUANTIZE", "DENSIFY")
 # ------------------------------------------------------------------------------- runtime ops
 
 
-def _activate(x: torch.Tensor, act: str) -> torch.Tensor:
-    """Fused activation, in place: x is always the fresh output of the op it is fused into."""
-    if act == "relu":
-        return F.relu(x, inplace=True)
-    if act == "relu6":
-        return F.hardtanh(x, 0.0, 6.0, inplace=True)
-    if act == "relu_n1_to_1":
-        return F.hardtanh(x, -1.0, 1.0, inplace=True)
-    if act == "tanh":
-        return torch.tanh_(x)
-    return x
-
-
 def _activation(options) -> str:
     code = options.FusedActivationFunction() if options is not None else 0
     if code not in _ACTIVATIONS:
         raise UnsupportedTFLiteOp(f"fused activation {code} is not supported")
     return _ACTIVATIONS[code]
-
-
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TFLite SAME padding: the odd extra pixel goes after (bottom/right)."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 class Step(nn.Module):
@@ -264,26 +245,12 @@ class Step(nn.Module):
         self.output = output
 
 
-class Conv(Step):
+class Conv(ConvBody, Step):
     """CONV_2D and DEPTHWISE_CONV_2D (weights OIHW; SAME/VALID; asymmetric SAME via F.pad)."""
 
     def __init__(self, op, inputs, output, weight, bias, stride, dilation, pads, groups, act):
         super().__init__(op, inputs, output)
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", bias)
-        self.stride, self.dilation, self.groups, self.act = stride, dilation, groups, act
-        top, bottom, left, right = pads
-        if top == bottom and left == right:
-            self.pre_pad, self.padding = None, (top, left)
-        else:
-            self.pre_pad, self.padding = (left, right, top, bottom), (0, 0)
-
-    def forward(self, x):
-        if self.pre_pad is not None:
-            x = F.pad(x, self.pre_pad)
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                     self.groups)
-        return _activate(y, self.act)
+        self.set_conv(weight, bias, stride, dilation, pads, groups, act)
 
 
 class MaxPool(Step):
@@ -296,7 +263,7 @@ class MaxPool(Step):
     def forward(self, x):
         if self.pre_pad is not None:  # padded cells never win the max, as in TFLite SAME pooling
             x = F.pad(x, self.pre_pad, value=float("-inf"))
-        return _activate(F.max_pool2d(x, self.kernel, self.stride), self.act)
+        return activate(F.max_pool2d(x, self.kernel, self.stride), self.act)
 
 
 class Add(Step):
@@ -307,7 +274,7 @@ class Add(Step):
 
     def forward(self, *xs):
         y = xs[0] + xs[1] if self.const is None else xs[0] + self.const
-        return _activate(y, self.act)
+        return activate(y, self.act)
 
 
 class Pad(Step):
@@ -348,7 +315,7 @@ class Concat(Step):
                 parts.append(c.expand((xs[0].shape[0],) + tuple(c.shape[1:])))
             else:
                 parts.append(next(it))
-        return _activate(torch.cat(parts, self.dim), self.act)
+        return activate(torch.cat(parts, self.dim), self.act)
 
 
 class DepthToSpace(Step):
@@ -470,8 +437,8 @@ class _Builder:
     def _pads(self, padding, in_shape, kernel, stride, dilation=(1, 1)):
         if padding == tflite.Padding.VALID:
             return 0, 0, 0, 0
-        top, bottom = _same_pads(in_shape[1], kernel[0], stride[0], dilation[0])
-        left, right = _same_pads(in_shape[2], kernel[1], stride[1], dilation[1])
+        top, bottom = same_pads(in_shape[1], kernel[0], stride[0], dilation[0])
+        left, right = same_pads(in_shape[2], kernel[1], stride[1], dilation[1])
         return top, bottom, left, right
 
     def _conv_2d(self, op):

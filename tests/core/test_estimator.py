@@ -19,7 +19,8 @@ import pytest
 
 from core.config import Config
 from core.errors import UserError
-from core.estimator import PoseEstimator, resolve_device
+from core.estimator import PoseEstimator
+from core.models.zoo import resolve_device
 from core.poses import Poses
 
 STAGES = ("detect", "crop", "sppe", "decode")
