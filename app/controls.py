@@ -119,6 +119,10 @@ class ControlsPanel(QtWidgets.QWidget):
 
         if control.kind == "choice":
             w = QtWidgets.QComboBox()
+            # Long model names ("nanodet+blazepose") must not widen the panel and pin the window's
+            # minimum width: the popup still shows them whole.
+            w.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(12)
             w.addItems(list(control.options))
             if str(current) not in control.options:
                 w.addItem(str(current))  # a value from a user's YAML stays visible

@@ -190,7 +190,12 @@ class MainWindow(QtWidgets.QMainWindow):
         """Fold the panels away as the window narrows (performance first), so the video and its
         seek bar keep most of the width; panels folded this way come back as it widens."""
         width = self.width()
-        for dock, needed in ((self.perf_dock, PERF_PANEL_MIN_WINDOW), (self.controls_dock, CONTROLS_MIN_WINDOW)):
+        # A visible dock pins the window's minimum width (the transport row + the dock), so a
+        # resize below that arrives clamped: fold the controls below that floor too.
+        floor = (self.centralWidget().minimumSizeHint().width() + self.controls_dock.minimumSizeHint().width()
+                 + 48)
+        for dock, needed in ((self.perf_dock, PERF_PANEL_MIN_WINDOW),
+                             (self.controls_dock, max(CONTROLS_MIN_WINDOW, floor))):
             if width < needed and dock.isVisible():
                 dock.hide()
                 self._auto_hidden.add(dock)
