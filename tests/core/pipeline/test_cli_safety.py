@@ -176,7 +176,8 @@ def test_full_disk_mid_run_names_the_file_and_never_says_wrote(tmp_path, blazepo
 
 
 MODEL_FILES = ["models/pose_detection.tflite", "models/pose_landmark_full.tflite",
-               "models/pose_landmark_full.safetensors", "models/pose_detection.onnx", "videos/demo.mp4"]
+               "models/pose_landmark_full.safetensors", "models/pose_detection.onnx", "videos/demo.mp4",
+               "models/nanodet.json", "models/nanodet.bin"]  # the default detector's npm files
 
 
 @pytest.fixture
@@ -185,7 +186,8 @@ def cache_copy(tmp_path, blazepose_models, demo_video):
     from core.assets import cache_dir, manifest
 
     src, dst = cache_dir(), tmp_path / "cache"
-    for rel in MODEL_FILES + ["models/pose_detection.safetensors", "models/pose_landmark_full.onnx"]:
+    onnx_exports = [p.relative_to(src).as_posix() for p in (src / "models").glob("nanodet.*.onnx")]
+    for rel in MODEL_FILES + ["models/pose_detection.safetensors", "models/pose_landmark_full.onnx"] + onnx_exports:
         if not (src / rel).exists():
             pytest.skip(f"{rel} not in the cache (python main.py models install)")
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +210,9 @@ def test_a_flipped_byte_in_a_cached_file_is_named_with_the_repair(tmp_path, cach
         f.write(bytes([byte[0] ^ 0x01]))
     env = {"RMPE_LIVE_CACHE": str(cache_copy)}
     video = "demo" if rel.startswith("videos") else str(_video(tmp_path / "in.mp4"))
-    proc = _main("--video", video, "--json", str(tmp_path / "o.json"), "--no-progress", env=env)
+    # the face-anchored detector's files are read only when it is the one chosen
+    detector = ["--detector", "blazepose"] if "pose_detection" in rel else []
+    proc = _main("--video", video, "--json", str(tmp_path / "o.json"), "--no-progress", *detector, env=env)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
     print(f"flipped byte in {rel}: exit {proc.returncode}: {errors}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
