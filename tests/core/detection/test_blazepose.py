@@ -22,7 +22,7 @@ WALKER_HIP_FRAME50 = (1484, 762)
 
 @pytest.fixture(scope="module")
 def detectors(blazepose_models):
-    return {tiling: make_detector(DetectorConfig(tiling=tiling), "cpu") for tiling in (False, True)}
+    return {tiling: make_detector(DetectorConfig(name="blazepose", tiling=tiling), "cpu") for tiling in (False, True)}
 
 
 @pytest.fixture(scope="module")
