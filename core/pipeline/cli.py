@@ -194,18 +194,20 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def stop_signals():
-    """While running, SIGTERM and SIGHUP raise ``Terminated`` in the main thread, as SIGINT raises
-    KeyboardInterrupt, so every way of stopping a run finalises its outputs."""
+    """While running, SIGTERM and SIGHUP raise ``Terminated`` in the main thread and SIGINT raises
+    KeyboardInterrupt, so every way of stopping a run finalises its outputs. SIGINT is set
+    explicitly: a process started with it ignored (a parent's SIG_IGN is inherited, and Python then
+    installs no handler) would otherwise never stop on ``kill -INT``."""
     def handler(signum, _frame):
         raise Terminated(signum)
 
     previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name, on_signal in (("SIGINT", signal.default_int_handler), ("SIGTERM", handler), ("SIGHUP", handler)):
         sig = getattr(signal, name, None)
         if sig is None:  # no SIGHUP on Windows
             continue
         try:
-            previous[sig] = signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread (an embedding app): leave its handlers alone
             pass
     try:
