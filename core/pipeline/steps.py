@@ -23,6 +23,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from core.config import PoseNMSConfig
+from core.pose_nms import pose_nms  # kernels warmed before frames flow (core.jit), not here
 from core.poses import Poses
 
 
@@ -46,8 +47,6 @@ class PoseNMSStep:
     def __call__(self, poses: Poses, timestamp: float, image: np.ndarray) -> Poses:
         if not self.cfg.enabled or len(poses) < 2:
             return poses
-        from core.pose_nms import pose_nms  # numba kernels: compiled on first use only
-
         return pose_nms(poses, self.cfg.preset)
 
     def reset(self) -> None:
