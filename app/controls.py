@@ -3,12 +3,13 @@ applied to the running pipeline without a restart (Pipeline.update_config)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
 from core.config import Config, choices
+from core.models.catalog import installed_choices
 
 # The smoothing slider (0..100) maps log-linearly onto SmoothingConfig.strength (>1 smooths
 # more): 0 -> 0.1, 50 -> 1 (the filter's own tuning), 100 -> 10.
@@ -29,15 +30,17 @@ class Control:
     section: str
     key: str
     label: str
-    kind: str  # choice | check | float | int | strength
+    kind: str  # choice | model | check | float | int | strength
     options: tuple = ()  # choices (read from the config's Literal types), or (min, max, step) for numbers
     group: str = ""
 
 
 CONTROLS: tuple[Control, ...] = (
-    Control("detector", "name", "Detector", "choice", choices("detector", "name"), "Detection"),
+    # "model": the choices whose models are installed (core.models.catalog), asked at start
+    Control("detector", "name", "Detector", "model", (), "Detection"),
     Control("detector", "score_threshold", "Threshold", "float", (0.05, 0.95, 0.05), "Detection"),
     Control("detector", "interval", "Detect every N frames", "int", (1, 120, 1), "Detection"),
+    Control("sppe", "model", "Pose model", "model", (), "Pose"),
     Control("sppe", "decode", "Decode", "choice", choices("sppe", "decode"), "Pose"),
     Control("pose_nms", "enabled", "Pose NMS", "check", (), "Pose"),
     Control("pose_nms", "preset", "NMS preset", "choice", choices("pose_nms", "preset"), "Pose"),
@@ -69,6 +72,9 @@ class ControlsPanel(QtWidgets.QWidget):
                 box = QtWidgets.QGroupBox(control.group)
                 forms[control.group] = QtWidgets.QFormLayout(box)
                 layout.addWidget(box)
+            if control.kind == "model":
+                control = replace(control, kind="choice",
+                                  options=installed_choices(control.section, bool(config.sppe.weights)))
             widget = self._make(control, getattr(getattr(config, control.section), control.key))
             self._widgets[(control.section, control.key)] = widget
             forms[control.group].addRow(control.label, self._with_value_label(control, widget))

@@ -18,8 +18,8 @@ class UserError(Exception):
 class ModelsNotInstalled(UserError):
     """Raised when fetched models or the demo video are missing from the cache."""
 
-    def __init__(self, what: str):
-        super().__init__(f"{what} is not installed; run: python main.py models install")
+    def __init__(self, what: str, command: str = "python main.py models install"):
+        super().__init__(f"{what} is not installed; run: {command}")
 
 
 def one_line(exc: BaseException) -> str:

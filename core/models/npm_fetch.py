@@ -122,7 +122,8 @@ def model_paths(name: str) -> list[Path]:
     """Paths of an installed npm model's files (in manifest order); ModelsNotInstalled if not."""
     model = npm_model(name)
     if not is_installed(model):
-        raise ModelsNotInstalled(f"model {name} (npm {model.package})")
+        command = "python main.py models install" + ("" if model.default else f" {name}")
+        raise ModelsNotInstalled(f"model {name} (npm {model.package})", command)
     from core.models.verify import check_file
 
     cache = _cache()

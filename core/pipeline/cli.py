@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.config import Config, choices
 from core.errors import UserError
+from core.models.catalog import describe_choices
 from core.fileio import check_distinct_paths
 from core.io import CocoJsonWriter, CsvWriter, OpenPoseJsonWriter, VideoWriter, open_source
 from core.pipeline.profile import format_table, write_json
@@ -69,8 +70,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and compute flags that ``config_from_args`` reads (shared with ``batch``)."""
     model = parser.add_argument_group("model and compute")
     model.add_argument("--config", metavar="YAML", help="config file (sections as in assets/default.yaml)")
-    model.add_argument("--detector", choices=choices("detector", "name"), help="person detector")
-    model.add_argument("--sppe", choices=choices("sppe", "model"), help="pose model")
+    model.add_argument("--detector", choices=choices("detector", "name"),
+                       help=f"person detector ({describe_choices('detector')})")
+    model.add_argument("--sppe", choices=choices("sppe", "model"),
+                       help=f"pose model ({describe_choices('sppe')})")
     model.add_argument("--weights", metavar="PATH", help="checkpoint of a trained SPPE")
     model.add_argument("--decode", choices=choices("sppe", "decode"), help="keypoint decoding")
     model.add_argument("--device", choices=choices("runtime", "device"), help="compute device (default auto)")

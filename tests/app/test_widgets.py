@@ -216,3 +216,33 @@ def test_platform_gate(env, has_cursor, error):
     else:
         with pytest.raises(UserError, match=error):
             check_platform(env, "linux", find)
+
+
+def test_model_selectors_list_only_installed_models(qapp, tmp_path, monkeypatch):
+    """The Detector and Pose model boxes offer what the cache holds; a checkpoint adds the trained
+    SPPEs; the configured value stays visible even when its model is missing."""
+    import os
+
+    from app.controls import ControlsPanel
+    from core.assets import manifest
+    from core.config import Config
+    from core.models import npm_fetch
+
+    real = npm_fetch._cache()
+    for name in ("pose_detection", "pose_landmark_full"):
+        file = manifest()[name].file
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(real / file, tmp_path / file)
+    monkeypatch.setenv("RMPE_LIVE_CACHE", str(tmp_path))
+
+    def items(panel, section, key):
+        box = panel.widget(section, key)
+        return [box.itemText(i) for i in range(box.count())]
+
+    panel = ControlsPanel(Config.load(overrides={"detector": {"name": "blazepose"}}), cuda_available=False)
+    assert items(panel, "detector", "name") == ["blazepose", "hog"]
+    assert items(panel, "sppe", "model") == ["blazepose", "blazepose-full"]
+    panel = ControlsPanel(Config.load(overrides={"sppe": {"weights": "hg.pt"}}), cuda_available=False)
+    assert items(panel, "sppe", "model") == ["blazepose", "blazepose-full", "hourglass", "resnet"]
+    assert items(panel, "detector", "name") == ["blazepose", "hog", "nanodet"]  # the default, kept visible
+    assert panel.widget("detector", "name").currentText() == "nanodet"
