@@ -30,7 +30,7 @@ from core.errors import UserError
 from core.heatmaps import DECODE_METHODS
 from core.models.build import make_sppe
 from core.models.zoo import resolve_device
-from core.models.sppe import SPPEOutput
+from core.models.sppe import SPPEOutput, run_sppe
 from core.models.sstn import crop, crop_frame, crop_to_image, roi_to_affine
 from core.poses import Poses
 from core.roi import Rois, RoiTracker
@@ -123,7 +123,7 @@ class PoseEstimator:
         crops = self._crops(frame_rgb, theta)
         clock.lap("crop")
 
-        out = self.sppe(crops)
+        out = run_sppe(self.sppe, crops, self.config.sppe.decode)
         clock.lap("sppe")
 
         keypoints, presence, aux = self._decode(out, theta)
@@ -160,7 +160,7 @@ class PoseEstimator:
     def _decode(self, out: SPPEOutput, theta: np.ndarray):
         """SPPE output → image-space keypoints [N, K, 3] (SPPE layout), presence [N], aux points."""
         codec = self.codec
-        n = out.heatmaps.shape[0]
+        n = (out.heatmaps if out.heatmaps is not None else out.coords).shape[0]
         regress = codec.method == "regression" and out.coords is not None
         # one device → host copy for all the small outputs
         coords, scores, presence, aux = _to_host(out.coords if regress else None, out.scores,
@@ -201,7 +201,8 @@ class PoseEstimator:
         again = aligned.select(redo)
         theta = roi_to_affine(again.centres.astype(np.float64), again.sides.astype(np.float64),
                               again.rotations.astype(np.float64), self.sppe.input_size)
-        kp2, pr2, aux2 = self._decode(self.sppe(self._crops(frame_rgb, theta)), theta)
+        kp2, pr2, aux2 = self._decode(run_sppe(self.sppe, self._crops(frame_rgb, theta),
+                                               self.config.sppe.decode), theta)
         keypoints, presence = keypoints.copy(), presence.copy()
         keypoints[redo], presence[redo] = kp2, pr2
         if aux is not None and aux2 is not None:

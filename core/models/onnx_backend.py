@@ -118,11 +118,42 @@ class OnnxGraph:
 
     def __init__(self, session, output_names: list[str], threads: int):
         self.session, self.output_names, self.threads = session, output_names, threads
+        self._bytes = b""  # the serialised model, for pruned()
 
     @classmethod
-    def from_tflite(cls, tflite_path: str | Path, example: torch.Tensor,
-                    threads: int) -> "OnnxGraph":
-        """Load ``tflite_path``'s ONNX cache (exporting it first when absent or stale)."""
+    def from_tflite(cls, tflite_path: str | Path, example: torch.Tensor, threads: int,
+                    outputs: tuple[str, ...] | None = None) -> "OnnxGraph":
+        """Load ``tflite_path``'s ONNX cache (exporting it first when absent or stale). With
+        ``outputs``, the session runs the graph pruned to those outputs (the cache keeps them all:
+        one export serves every pruning)."""
+        graph = cls._from_tflite(tflite_path, example, threads)
+        if outputs is None or set(outputs) == set(graph.output_names):
+            return graph
+        return graph.pruned(outputs)
+
+    def pruned(self, outputs: tuple[str, ...]) -> "OnnxGraph":
+        """A session on this model cut down to the nodes ``outputs`` need (onnx's extractor)."""
+        import onnx
+        from onnx.utils import Extractor
+
+        unknown = set(outputs) - set(self.output_names)
+        if unknown:
+            raise ValueError(f"no graph outputs named {sorted(unknown)}; outputs: {self.output_names}")
+        names = [n for n in self.output_names if n in outputs]
+        model = onnx.load_model_from_string(self._bytes)
+        cut = Extractor(model).extract_model([INPUT_NAME], names)
+        cut.ir_version = model.ir_version
+        del cut.opset_import[:]
+        cut.opset_import.extend(model.opset_import)
+        onnx.helper.set_model_props(cut, {p.key: p.value for p in model.metadata_props})
+        data = cut.SerializeToString()
+        graph = OnnxGraph(_session(data, self.threads), names, self.threads)
+        graph._bytes = data
+        return graph
+
+    @classmethod
+    def _from_tflite(cls, tflite_path: str | Path, example: torch.Tensor,
+                     threads: int) -> "OnnxGraph":
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
         from core.models.tflite_graph import TFLiteGraph
@@ -134,7 +165,9 @@ class OnnxGraph:
             try:
                 session = _session(str(cache), threads)
                 if _stamp_matches(session, metadata):
-                    return cls(session, [o.name for o in session.get_outputs()], threads)
+                    graph = cls(session, [o.name for o in session.get_outputs()], threads)
+                    graph._bytes = cache.read_bytes()
+                    return graph
                 log.info("ONNX cache %s is stale; exporting again", cache)
             except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph,
                     ort_errors.InvalidArgument, ort_errors.NoSuchFile) as exc:
@@ -143,7 +176,9 @@ class OnnxGraph:
         data = export_onnx(graph, example, graph.output_names, metadata)
         _write_atomically(cache, data)
         log.info("exported %s to ONNX (%s)", tflite_path.name, cache)
-        return cls(_session(data, threads), list(graph.output_names), threads)
+        onnx_graph = cls(_session(data, threads), list(graph.output_names), threads)
+        onnx_graph._bytes = data
+        return onnx_graph
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # .numpy() of a contiguous CPU float32 tensor shares its memory: no copy on the way in

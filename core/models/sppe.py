@@ -24,14 +24,15 @@ if TYPE_CHECKING:
 class SPPEOutput:
     """Batched SPPE result (torch tensors on the SPPE's device).
 
-    heatmaps    [N, K, Hh, Wh] confidence maps
+    heatmaps    [N, K, Hh, Wh] confidence maps; None when an SPPE with ``skips_heatmaps`` was
+                called with ``heatmaps=False`` (the regressed coords then carry the result)
     coords      [N, K, 2] regressed crop px (x, y), or None for heatmap-only SPPEs
     scores      [N, K] keypoint confidence in [0, 1], or None (then the heatmap maxima serve)
     presence    [N] probability that the crop holds a person, or None
     aux_coords  [N, A, 2] crop px of auxiliary points that locate the next frame's ROI, or None
     """
 
-    heatmaps: torch.Tensor
+    heatmaps: torch.Tensor | None
     coords: torch.Tensor | None = None
     scores: torch.Tensor | None = None
     presence: torch.Tensor | None = None
@@ -45,3 +46,11 @@ class SPPE(Protocol):
     codec: HeatmapCodec  # its heatmaps' sizes, σ and heatmap ↔ crop pixel mapping
 
     def __call__(self, crops: torch.Tensor) -> SPPEOutput: ...
+
+
+def run_sppe(sppe, crops: torch.Tensor, decode: str) -> SPPEOutput:
+    """``sppe(crops)``, without computing heatmaps when ``decode`` is ``regression`` and the SPPE
+    can skip them (``skips_heatmaps``: BlazePose's regressed points need no heatmap head)."""
+    if decode == "regression" and getattr(sppe, "skips_heatmaps", False):
+        return sppe(crops, heatmaps=False)
+    return sppe(crops)

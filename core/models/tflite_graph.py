@@ -564,6 +564,26 @@ class TFLiteGraph(nn.Module):
         self.output_names = [tensors[i].name for i in outputs]
         self.output_ranks = [len(tensors[i].shape) for i in outputs]
 
+    def keep_outputs(self, names) -> "TFLiteGraph":
+        """Return only the outputs ``names`` (in the graph's order) and drop the steps no kept
+        output depends on: an unused head (BlazePose's segmentation mask) then costs nothing."""
+        names = set(names)
+        unknown = names - set(self.output_names)
+        if unknown:
+            raise ValueError(f"no graph outputs named {sorted(unknown)}; outputs: {self.output_names}")
+        kept = [i for i, name in enumerate(self.output_names) if name in names]
+        wanted = {self.output_ids[i] for i in kept}
+        steps = []
+        for step in reversed(self.steps):  # steps are in execution (topological) order
+            if step.output in wanted:
+                steps.append(step)
+                wanted.update(step.inputs)
+        self.steps = nn.ModuleList(reversed(steps))
+        self.output_ids = [self.output_ids[i] for i in kept]
+        self.output_names = [self.output_names[i] for i in kept]
+        self.output_ranks = [self.output_ranks[i] for i in kept]
+        return self
+
     @classmethod
     def from_file(cls, path: str | Path, use_cache: bool = True) -> "TFLiteGraph":
         """Load a .tflite file, reading/writing decoded weights in its safetensors cache."""

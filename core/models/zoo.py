@@ -59,17 +59,24 @@ class ModelSpec:
     input_range: tuple[float, float]
     tuple_outputs: tuple[str, ...] | None  # return these outputs as a tuple (else the dict)
     half_checked: tuple[str, ...]  # outputs whose fp16 drift decides whether fp16 is used
+    outputs: tuple[str, ...] | None = None  # run the graph pruned to these outputs (None: all)
 
 
 DETECTOR = ModelSpec("pose_detection", (224, 224), (-1.0, 1.0), ("Identity", "Identity_1"),
                      ("Identity", "Identity_1"))
-# Identity_2 (segmentation logits) is not used by the pipeline and drifts far more in fp16 than
-# the keypoint outputs, so it does not veto fp16.
+# Identity_2 (segmentation logits) is not used by the pipeline, so the graph is pruned to the
+# other outputs: the mask head was a third of the full model's time per crop on CPU.
 LANDMARK = ModelSpec("pose_landmark_full", (256, 256), (0.0, 1.0), None,
+                     ("Identity", "Identity_1", "Identity_3", "Identity_4"),
                      ("Identity", "Identity_1", "Identity_3", "Identity_4"))
 # The BlazePose landmark ladder: lite and heavy come from npm (@mediapipe/pose), same I/O as full.
 LANDMARKS = {"lite": replace(LANDMARK, artefact="pose_landmark_lite"), "full": LANDMARK,
              "heavy": replace(LANDMARK, artefact="pose_landmark_heavy")}
+# The same without the heatmap head (Identity_3), for the default regression decode: the points,
+# presence and world points only (bench/bench_models.py measures both).
+REGRESSION_OUTPUTS = ("Identity", "Identity_1", "Identity_4")
+LANDMARKS_REGRESSION = {v: replace(spec, outputs=REGRESSION_OUTPUTS, half_checked=REGRESSION_OUTPUTS)
+                        for v, spec in LANDMARKS.items()}
 
 
 def resolve_device(device: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
@@ -180,7 +187,7 @@ def half_drift(core32: nn.Module, core16: nn.Module, spec: ModelSpec,
     with torch.no_grad():
         ref, low = core32(x), core16(x.half())
     drift = {}
-    for name in spec.half_checked:
+    for name in (n for n in spec.half_checked if n in ref):
         a, b = ref[name].float(), low[name].float()
         err = (b - a).abs().max().item() if torch.isfinite(b).all() else float("inf")
         drift[name] = err / max(a.abs().max().item(), 1e-6)
@@ -190,6 +197,8 @@ def half_drift(core32: nn.Module, core16: nn.Module, spec: ModelSpec,
 def _build_core(path: Path, spec: ModelSpec, device: torch.device, backend: str,
                 half: bool) -> nn.Module:
     graph = TFLiteGraph.from_file(path).eval().to(device)
+    if spec.outputs is not None:
+        graph.keep_outputs(spec.outputs)
     if half:
         graph = graph.half()
     if backend == "channels_last" or (backend == "jit" and device.type == "cuda"):
@@ -212,7 +221,7 @@ _lock = threading.Lock()
 def _load(path: Path, spec: ModelSpec, device: torch.device, backend: str, half: bool,
           threads: int) -> LoadedModel:
     if backend == "onnxruntime":  # CPU float32 only (resolve_backend checked the device)
-        core = OnnxGraph.from_tflite(path, probe_input(spec, batch=1), threads)
+        core = OnnxGraph.from_tflite(path, probe_input(spec, batch=1), threads, spec.outputs)
         return LoadedModel(core, spec, device, backend, False, threads)
     if half:
         core16 = _build_core(path, spec, device, backend, True)
@@ -260,11 +269,12 @@ def load_detector_model(device="auto", runtime: RuntimeConfig | None = None) -> 
 
 
 def load_landmark_model(device="auto", runtime: RuntimeConfig | None = None,
-                        variant: str = "full") -> LoadedModel:
+                        variant: str = "full", heatmaps: bool = True) -> LoadedModel:
     """NHWC float [N,256,256,3] in [0,1] -> {"Identity" [N,195], "Identity_1" [N,1],
-    "Identity_2" [N,256,256,1], "Identity_3" [N,64,64,39], "Identity_4" [N,117]}.
-    ``variant``: lite | full | heavy (the BlazePose landmark ladder)."""
+    "Identity_3" [N,64,64,39] (only with ``heatmaps``), "Identity_4" [N,117]}; the segmentation
+    mask (Identity_2) is pruned away. ``variant``: lite | full | heavy (the BlazePose landmark
+    ladder)."""
     if variant not in LANDMARKS:
         raise UserError(f"unknown BlazePose landmark variant {variant!r}; choose one of: "
                         f"{', '.join(LANDMARKS)}")
-    return load_model(LANDMARKS[variant], device, runtime)
+    return load_model((LANDMARKS if heatmaps else LANDMARKS_REGRESSION)[variant], device, runtime)
