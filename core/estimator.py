@@ -110,7 +110,9 @@ class PoseEstimator:
             raise ValueError(f"frame must be RGB uint8 [H, W, 3], got {frame_rgb.dtype} {frame_rgb.shape}")
         clock = _Clock(self.device, timings)
 
-        rois = self.rois.next_rois(lambda: self.detector(frame_rgb))
+        near = getattr(self.detector, "detect_near", None)
+        rois = self.rois.next_rois(lambda: self.detector(frame_rgb),
+                                   None if near is None else lambda centres: near(frame_rgb, centres))
         clock.lap("detect")
         if len(rois) == 0:
             self.rois.update(rois, np.zeros(0, bool), np.zeros(0))

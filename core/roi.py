@@ -201,6 +201,7 @@ class RoiTracker:
         self._carried = 0  # of this frame's ROIs, the first this many were carried over
         self._recover_left = 0  # frames left in which to look for a lost person on every frame
         self._recover_count = 0  # how many people were tracked before the loss
+        self._lost = Rois.empty()  # where the people recovery looks for were lost
         self.frames_seen = 0  # frames since the last reset
         self.detector_runs = 0  # of which the detector ran on this many
 
@@ -220,15 +221,26 @@ class RoiTracker:
         return (self.interval == 1 or self._recover_left > 0 or len(self._tracked) == 0
                 or (self._since_detect >= self.interval and not full))
 
-    def next_rois(self, detect: Callable[[], object]) -> Rois:
+    def next_rois(self, detect: Callable[[], object],
+                  detect_near: Callable[[np.ndarray], object] | None = None) -> Rois:
         """This frame's ROIs: the carried ones first, then (when it is time to detect; ``detect()``
-        returns ``Detections``) the detections that are nobody tracked, at most ``max_persons``."""
+        returns ``Detections``) the detections that are nobody tracked, at most ``max_persons``.
+
+        ``detect_near(centres [M, 2])``, when the detector has one, serves the recovery runs
+        between scheduled ones: it looks where the lost people were (a detector with tiles reads
+        the tiles around them only), and the schedule of full runs goes on undisturbed."""
         carried = self._tracked if self.interval > 1 else Rois.empty()
         self.frames_seen += 1
         if self.should_detect():
             self.detector_runs += 1
-            rois = self.merge(detect(), carried)
-            self._since_detect = 1
+            focused = (detect_near is not None and self._recover_left > 0 and len(self._lost) > 0
+                       and len(self._tracked) > 0 and self._since_detect < self.interval)
+            if focused:
+                rois = self.merge(detect_near(self._lost.centres), carried)
+                self._since_detect += 1
+            else:
+                rois = self.merge(detect(), carried)
+                self._since_detect = 1
         else:
             rois = carried
             self._since_detect += 1
@@ -287,4 +299,5 @@ class RoiTracker:
             # again as before, for at most one detection interval
             self._recover_left = self.interval
             self._recover_count = self._carried
+            self._lost = next_rois.select(np.flatnonzero(~present[:self._carried]))
         return keep

@@ -41,17 +41,26 @@ def pose(hip) -> np.ndarray:
 class Scene:
     """Runs a tracker over frames of people; records detector runs and the tracked count per frame."""
 
-    def __init__(self, **cfg):
+    def __init__(self, near: bool = False, **cfg):
         self.cfg = DetectorConfig(**cfg)
         self.tracker = RoiTracker(self.cfg)
         self.detected, self.tracked, self.reported = [], [], []
+        self.near = near  # the detector has detect_near (recovery runs look where people were lost)
+        self.kinds, self.near_centres = [], []  # per frame "full" | "near" | "-"; centres asked for
 
     def frame(self, people, missed=(), unseen=()):
         """``missed``: people the SPPE fails to find this frame; ``unseen``: the detector's."""
         ran = []
-        rois = self.tracker.next_rois(lambda: ran.append(1) or detections(
-            [p for i, p in enumerate(people) if i not in unseen]))
+
+        def seen():
+            return detections([p for i, p in enumerate(people) if i not in unseen])
+
+        def near(centres):
+            self.near_centres.append(np.asarray(centres).copy())
+            return ran.append("near") or seen()
+        rois = self.tracker.next_rois(lambda: ran.append("full") or seen(), near if self.near else None)
         self.detected.append(bool(ran))
+        self.kinds.append(ran[0] if ran else "-")
         hips = np.asarray(people, np.float64).reshape(-1, 2)
         present = np.zeros(len(rois), bool)
         next_rois, coco = [], []
@@ -195,6 +204,16 @@ def test_person_leaves_then_recovery_detects_until_the_interval_ends():
     assert scene.tracked == [2, 2, 1, 1, 1, 1, 1, 1, 1, 1]
     # frame 2 loses her: detect on frames 3..6 (one interval) looking for 2 people, then periodic
     assert scene.detected == [True, False, False, True, True, True, True, False, False, False]
+
+
+def test_recovery_runs_look_near_the_lost_person_and_keep_the_full_schedule():
+    """With a detector that can look near points, recovery runs between scheduled runs ask for
+    the place the person was lost; the scheduled full runs keep their interval."""
+    scene = Scene(near=True, interval=4)
+    for t in range(10):
+        scene.frame([(200, 500)] + ([(800, 500)] if t < 2 else []))
+    assert scene.kinds == ["full", "-", "-", "near", "full", "near", "near", "-", "full", "-"]
+    assert all(np.allclose(c, [[800, 500]]) for c in scene.near_centres)
 
 
 def test_lost_person_is_recovered_by_the_next_detection():

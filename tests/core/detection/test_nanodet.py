@@ -223,3 +223,41 @@ def flip_frames(demo_video):
             if i >= max(FLIP):
                 break
     return out
+
+
+@pytest.mark.parametrize("view,bound,canvas", [
+    ((994, 1768), (416, 416), (256, 416)),  # the demo's full view: same scale, 0.6 of the pixels
+    ((360, 640), (416, 416), (256, 416)),
+    ((640, 640), (416, 416), (416, 416)),  # a square tile
+    ((1080, 1920), (576, 1024), (576, 1024)),
+    ((1920, 1080), (416, 416), (416, 256)),  # portrait
+])
+def test_each_view_gets_the_smallest_canvas_at_the_bound_scale(npm_nanodet, view, bound, canvas):
+    det = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu", input_size=bound)
+    assert det.canvas(*view) == canvas
+
+
+def test_fitted_canvas_finds_what_the_square_canvas_finds(nanodet, demo_frames):
+    """Frame 100 on 256×416 (fitted) and on the full 416² canvas: the same two people."""
+    square = NanoDetDetector(SimpleNamespace(tiling=False, max_persons=10), "cpu",
+                             model=nanodet._models[(416, 416)], input_size=(416, 416))
+    assert square.canvas(994, 1768) == (416, 416) and nanodet.canvas(994, 1768) == (256, 416)
+    fitted, full = nanodet(demo_frames[100]), square(demo_frames[100])
+    assert len(fitted.boxes) == len(full.boxes)
+    assert all(max(iou(b, ref) for b in fitted.boxes) > 0.9 for ref in full.boxes)
+
+
+def test_detect_near_reads_the_tile_around_a_lost_person(npm_nanodet, demo_frames):
+    """A recovery run at the background person's place reads the full view and the one tile
+    nearest it, and finds them; the alternation of scheduled tiles does not move."""
+    cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
+                          tile_alternate=True)
+    det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
+    centre = np.array([[(BACKGROUND[0] + BACKGROUND[2]) / 2, (BACKGROUND[1] + BACKGROUND[3]) / 2]])
+    picked = det.near_indices(994, 1768, centre)
+    assert len(picked) == 2 and picked[0] == 0
+    x0, y0, x1, y1 = det.views(994, 1768)[picked[1]]
+    assert x0 <= centre[0, 0] < x1 and y0 <= centre[0, 1] < y1
+    d = det.detect_near(demo_frames[100], centre)
+    assert max(iou(b, BACKGROUND) for b in d.boxes) > 0.5
+    assert det.calls == 0
