@@ -157,12 +157,14 @@ PIPELINE_DETECTORS = {  # name: detector config overrides for the estimator run
     "default": {},
     "blazepose": {"name": "blazepose"},
     "nanodet-416": {"name": "nanodet", "tiling": False},
-    "nanodet-416-tiles": {"name": "nanodet", "tiling": True, "tile_alternate": False},
-    "nanodet-416-tiles-alt": {"name": "nanodet", "tiling": True, "tile_alternate": True},
+    "nanodet-416-tiles": {"name": "nanodet", "tiling": True, "tiles_per_run": 0},
+    "nanodet-416-tiles-4": {"name": "nanodet", "tiling": True, "tiles_per_run": 4},
+    "nanodet-416-tiles-2": {"name": "nanodet", "tiling": True, "tiles_per_run": 2},
+    "nanodet-416-tiles-1": {"name": "nanodet", "tiling": True, "tiles_per_run": 1},
     "nanodet-576x1024": {"name": "nanodet", "tiling": False, "nanodet_height": 576,
                          "nanodet_width": 1024},
     "nanodet-416-tiles+blazepose": {"name": "nanodet+blazepose", "tiling": True,
-                                    "tile_alternate": False},
+                                    "tiles_per_run": 0},
 }
 
 

@@ -55,8 +55,9 @@ class DetectorConfig:
     tiling: bool = True  # full frame + overlapping tiles, batched in one forward pass
     tile_size: int = setting(640, ge=32)
     tile_overlap: float = setting(0.4, ge=0, lt=1)
-    # nanodet: each run sees the full frame and half the tiles (checkerboard), the other half next run
-    tile_alternate: bool = True
+    # nanodet: each run sees the full frame and this many tiles, the next run the next tiles in
+    # checkerboard order (0: every tile every run); recovery runs read the tiles near the lost
+    tiles_per_run: int = setting(2, ge=0)
     interval: int = setting(8, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
     # NanoDet (nanodet, nanodet+blazepose): canvas each view is letterboxed into (multiples of 32)
     # and its own score threshold (quality-focal scores are modest: people at 0.3-0.9)

@@ -131,10 +131,10 @@ class NanoDetDetector:
     it: a 16:9 frame in a 416² bound runs on 256×416, the same pixels for 0.6 of the work (one
     model per canvas size, each exported once). With
     ``tiling``, square tiles of ``tile_size`` frame pixels (overlap ``tile_overlap``) are seen
-    besides the full frame, for people too small for the full view. With ``tile_alternate`` each
-    call sees the full frame and half the tiles, as a checkerboard, the other half on the next
-    call: with 40 % overlap one half leaves only two opposite corners unseen, and a person
-    tracked between detector runs needs finding once, not every run (9 → 5 views a call).
+    besides the full frame, for people too small for the full view. With ``tiles_per_run`` each
+    call sees the full frame and that many tiles, the next call the next ones (a person tracked
+    between detector runs needs finding once, not every run); ``detect_near`` serves the
+    tracker's recovery runs with the tiles around the people it lost.
     """
 
     name = "nanodet"
@@ -190,16 +190,25 @@ class NanoDetDetector:
         self.calls = 0
 
     def view_indices(self, height: int, width: int) -> np.ndarray:
-        """Indices into ``views(height, width)`` seen by this call: all, or with
-        ``tile_alternate`` the full view and the checkerboard half of the tiles for this call."""
+        """Indices into ``views(height, width)`` seen by this call: the full view and
+        ``tiles_per_run`` tiles (0: all), the next ones on the next call, in checkerboard order
+        (one colour, then the other: with 40 % overlap one colour leaves only two opposite corners
+        unseen, so half the tiles per run finds nearly everything every run)."""
         views = self.views(height, width)
-        if len(views) <= 2 or not getattr(self.cfg, "tile_alternate", False):
+        per_run = int(getattr(self.cfg, "tiles_per_run", 0))
+        if len(views) <= 2 or per_run <= 0 or per_run >= len(views) - 1:
             return np.arange(len(views))
-        tiles = views[1:]
+        order = self._tile_order(height, width)
+        start = (self.calls * per_run) % len(order)
+        picked = np.take(order, np.arange(start, start + per_run), mode="wrap")
+        return np.concatenate([[0], np.sort(picked)])
+
+    def _tile_order(self, height: int, width: int) -> np.ndarray:
+        """View indices of the tiles, black squares of the checkerboard first."""
+        tiles = self.views(height, width)[1:]
         col = np.unique(tiles[:, 0], return_inverse=True)[1]
         row = np.unique(tiles[:, 1], return_inverse=True)[1]
-        half = np.flatnonzero((col + row) % 2 == self.calls % 2) + 1
-        return np.concatenate([[0], half])
+        return np.argsort((col + row) % 2, kind="stable") + 1
 
     def near_indices(self, height: int, width: int, centres: np.ndarray) -> np.ndarray:
         """The full view and, per point of ``centres`` [M, 2] (frame px), the tile whose centre is

@@ -128,11 +128,33 @@ def test_tiles_drop_cut_off_people(npm_nanodet, demo_frames):
     assert len(det.views(994, 1768)) > 1
 
 
-def test_alternating_tiles_cover_every_tile_in_two_calls(npm_nanodet, demo_frames):
-    """tile_alternate: the full view and a checkerboard half of the tiles per call, the other
-    half on the next; both halves find the three people of frame 100."""
+@pytest.mark.parametrize("per_run,calls", [(1, 8), (2, 4), (3, 3), (4, 2), (0, 1), (8, 1)])
+def test_tiles_per_run_cover_every_tile_in_turn(per_run, calls):
+    """The full view every call and ``tiles_per_run`` tiles (0 or ≥ all: every tile), in
+    checkerboard order, every tile seen within ceil(8 / per_run) calls."""
     cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
-                          tile_alternate=True)
+                          tiles_per_run=per_run)
+    det = NanoDetDetector(cfg, "cpu", model=lambda x: None, input_size=(416, 416))
+    seen = set()
+    for call in range(calls):
+        det.calls = call
+        idx = det.view_indices(994, 1768)
+        assert idx[0] == 0 and len(idx) == 1 + (per_run if 0 < per_run < 8 else 8)
+        seen |= set(idx[1:].tolist())
+    assert seen == set(range(1, 9))
+    if per_run == 4:  # one colour of the checkerboard per call
+        det.calls = 0
+        tiles = det.views(994, 1768)[det.view_indices(994, 1768)[1:]]
+        cols, rows = np.unique(det.views(994, 1768)[1:, 0]), np.unique(det.views(994, 1768)[1:, 1])
+        colour = {(np.searchsorted(cols, x) + np.searchsorted(rows, y)) % 2 for x, y, _, _ in tiles}
+        assert len(colour) == 1
+
+
+def test_alternating_tiles_cover_every_tile_in_two_calls(npm_nanodet, demo_frames):
+    """tiles_per_run 4 (half of 8): the full view and a checkerboard half of the tiles per call,
+    the other half on the next; both halves find the three people of frame 100."""
+    cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
+                          tiles_per_run=4)
     det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
     h, w = demo_frames[100].shape[:2]
     n = len(det.views(h, w))
@@ -251,7 +273,7 @@ def test_detect_near_reads_the_tile_around_a_lost_person(npm_nanodet, demo_frame
     """A recovery run at the background person's place reads the full view and the one tile
     nearest it, and finds them; the alternation of scheduled tiles does not move."""
     cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
-                          tile_alternate=True)
+                          tiles_per_run=4)
     det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
     centre = np.array([[(BACKGROUND[0] + BACKGROUND[2]) / 2, (BACKGROUND[1] + BACKGROUND[3]) / 2]])
     picked = det.near_indices(994, 1768, centre)
