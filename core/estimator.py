@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.detection import make_detector
+from core.detection.background import BackgroundDetector
 from core.errors import UserError
 from core.heatmaps import DECODE_METHODS
 from core.models.build import make_sppe
@@ -71,6 +72,7 @@ class PoseEstimator:
                  config.sppe.model, decode)
         self._sppe_layout = get_skeleton(self.sppe.layout)
         self.rois = RoiTracker(config.detector)
+        self._background: BackgroundDetector | None = None
 
     @property
     def codec(self):
@@ -83,7 +85,9 @@ class PoseEstimator:
         """Forget tracked ROIs (seek, new source): the next frame runs the detector (from its
         first state, for detectors that have one: NanoDet's alternating tiles)."""
         self.rois.reset()
-        if hasattr(self.detector, "reset"):
+        if self._background is not None:
+            self._background.reset()  # drops a run in flight, then resets the detector
+        elif hasattr(self.detector, "reset"):
             self.detector.reset()
 
     @property
@@ -110,9 +114,7 @@ class PoseEstimator:
             raise ValueError(f"frame must be RGB uint8 [H, W, 3], got {frame_rgb.dtype} {frame_rgb.shape}")
         clock = _Clock(self.device, timings)
 
-        near = getattr(self.detector, "detect_near", None)
-        rois = self.rois.next_rois(lambda: self.detector(frame_rgb),
-                                   None if near is None else lambda centres: near(frame_rgb, centres))
+        rois = self._next_rois(frame_rgb)
         clock.lap("detect")
         if len(rois) == 0:
             self.rois.update(rois, np.zeros(0, bool), np.zeros(0))
@@ -143,7 +145,34 @@ class PoseEstimator:
 
         return pose_nms(poses, self.config.pose_nms.preset)
 
+    def set_background_detection(self, enabled: bool) -> None:
+        """Run the detector on a worker thread (real-time modes: no frame waits for a detector
+        run; ``core.detection.background``) or inline (file mode: results independent of timing)."""
+        if enabled and self._background is None:
+            self._background = BackgroundDetector(self.detector)
+        elif not enabled and self._background is not None:
+            self._background.close()
+            self._background = None
+
     # ------------------------------------------------------------------------------ steps
+
+    def _next_rois(self, frame_rgb: np.ndarray) -> Rois:
+        bg = self._background
+        if bg is None or len(self.rois.tracked) == 0:
+            # Inline: file mode, or nobody to follow while a run goes on (the start, a seek, an
+            # empty scene), where a pending run would only show an empty frame.
+            arrived = None
+            if bg is not None:
+                bg.wait()  # the detector is not re-entrant: a run in flight finishes first
+                arrived = bg.take()
+            near = getattr(self.detector, "detect_near", None)
+            return self.rois.next_rois(lambda: self.detector(frame_rgb),
+                                       None if near is None else lambda c: near(frame_rgb, c),
+                                       arrived)
+        arrived = bg.take()  # before starting another run: a finished one frees the worker
+        return self.rois.next_rois(lambda: bg.start(frame_rgb),
+                                   (lambda c: bg.start_near(frame_rgb, c)) if bg.has_near else None,
+                                   arrived)
 
     def _crops(self, frame_rgb: np.ndarray, theta: np.ndarray) -> torch.Tensor:
         """[N, 3, h, w] SPPE input in [0, 1] for the ROIs' image → crop affines θ [N, 2, 3]: on CPU one

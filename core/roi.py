@@ -222,28 +222,37 @@ class RoiTracker:
                 or (self._since_detect >= self.interval and not full))
 
     def next_rois(self, detect: Callable[[], object],
-                  detect_near: Callable[[np.ndarray], object] | None = None) -> Rois:
+                  detect_near: Callable[[np.ndarray], object] | None = None,
+                  arrived=None) -> Rois:
         """This frame's ROIs: the carried ones first, then (when it is time to detect; ``detect()``
         returns ``Detections``) the detections that are nobody tracked, at most ``max_persons``.
 
         ``detect_near(centres [M, 2])``, when the detector has one, serves the recovery runs
         between scheduled ones: it looks where the lost people were (a detector with tiles reads
-        the tiles around them only), and the schedule of full runs goes on undisturbed."""
+        the tiles around them only), and the schedule of full runs goes on undisturbed.
+
+        A detector running in the background (``core.detection.background``) returns None from
+        ``detect``/``detect_near`` (it only starts a run) and hands its finished runs in as
+        ``arrived``: detections of an earlier frame, merged here like this frame's own."""
         carried = self._tracked if self.interval > 1 else Rois.empty()
         self.frames_seen += 1
+        found = None
         if self.should_detect():
             self.detector_runs += 1
             focused = (detect_near is not None and self._recover_left > 0 and len(self._lost) > 0
                        and len(self._tracked) > 0 and self._since_detect < self.interval)
             if focused:
-                rois = self.merge(detect_near(self._lost.centres), carried)
+                found = detect_near(self._lost.centres)
                 self._since_detect += 1
             else:
-                rois = self.merge(detect(), carried)
+                found = detect()
                 self._since_detect = 1
         else:
-            rois = carried
             self._since_detect += 1
+        rois = carried
+        for detections in (found, arrived):
+            if detections is not None:
+                rois = self.merge(detections, rois)
         self._carried = len(carried)
         return rois
 

@@ -20,7 +20,8 @@ Modes
               start + its timestamp, as a camera would deliver it); frames whose successor is
               already due are skipped without their RGB conversion. A frame's latency
               (``captured_at`` = its due time) is then at most one frame interval of waiting plus
-              the stage times.
+              the stage times. The estimator runs its detector on a worker thread here
+              (``PoseEstimator.set_background_detection``), so no frame waits for a detector run.
     live      the same as realtime (the name used for cameras and streams).
     auto      realtime for cameras and streams (``source.live``), file otherwise.
 
@@ -522,6 +523,18 @@ class Pipeline:
             step.reset()
 
     def _infer_loop(self) -> None:
+        background = getattr(self.estimator, "set_background_detection", None)
+        if background is not None:
+            # real time: no frame waits for a detector run; file mode: timing-independent results.
+            # Owned by this thread: its worker ends with the run (an estimator outlives pipelines).
+            background(self._realtime)
+        try:
+            self._infer_frames()
+        finally:
+            if background is not None:
+                background(False)
+
+    def _infer_frames(self) -> None:
         rec = self._rec["infer"]
         size = None
         for gen, result in self._inbox("infer_in", "post_in", self.estimator.reset):

@@ -14,6 +14,8 @@ Who is who, measured on the video itself (mid-hip point = mean of the COCO hips)
 from __future__ import annotations
 
 import av
+import time
+
 import numpy as np
 import pytest
 
@@ -269,3 +271,37 @@ def test_small_background_person_is_carried_between_detector_runs(estimator, dem
         hits.append(bool(((p.boxes[j, 3] - p.boxes[j, 1]) < 150).any()))
     runs = estimator.detector_runs - runs
     assert np.mean(hits) >= 0.85 and runs <= 16, (np.mean(hits), runs)
+
+
+def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_frames):
+    """Real-time modes run the detector on a worker thread. With nobody tracked the frame still
+    detects inline (it shows its people at once); a scheduled run while people are tracked only
+    starts, the frame returns the tracked people, and the run's people join once it arrives,
+    nobody twice. A reset drops a run in flight; switching back restores inline detection."""
+    frame = few_frames[100]
+    cfg = Config.load(overrides={"detector": {"interval": 2}})
+    inline = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    inline.reset()
+    first = inline.infer(frame)
+    est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    est.set_background_detection(True)
+    est.reset()  # the shared detector's tile schedule starts again, as for the inline run
+    bg = est._background
+    try:
+        got = est.infer(frame)  # nobody tracked: inline
+        assert bg.started == 0 and len(got) == len(first) >= 2
+        assert np.abs(np.sort(hip_centres(got), 0) - np.sort(hip_centres(first), 0)).max() < 2.0
+        est.infer(frame)  # between runs
+        tracked = len(est.infer(frame))  # a scheduled run: started in the background
+        assert bg.started == 1 and tracked >= 2
+        bg.wait()
+        after = est.infer(frame)  # the run's people arrive: tracked ones are not added twice
+        assert tracked <= len(after) <= tracked + 1 and bg.take() is None
+        est.infer(frame)
+        est.infer(frame)  # another scheduled run starts...
+        assert bg.started == 2
+        est.reset()  # ...and is dropped
+        assert bg.take() is None and not bg.busy
+    finally:
+        est.set_background_detection(False)
+    assert est._background is None and len(est.infer(frame)) == len(first)  # inline again

@@ -318,3 +318,21 @@ def test_carried_people_need_less_presence_than_fresh_detections():
         rois = tracker.next_rois(lambda: detections([(200, 500), (800, 500)]))
     assert len(rois) == 2  # detector frame: carried first, then the fresh one
     assert tracker.present(np.array([0.45, 0.45]), 0.5).tolist() == [True, False]
+
+
+def test_background_runs_start_without_results_and_merge_when_they_arrive():
+    """A detector on a worker thread: ``detect`` only starts a run (returns None); its people
+    join as ``arrived`` on a later frame, and the schedule counts the start as the run."""
+    tracker = RoiTracker(DetectorConfig(interval=4))
+    started = []
+    rois = tracker.next_rois(lambda: started.append(0))  # nobody tracked: a run starts
+    assert started == [0] and len(rois) == 0
+    tracker.update(rois, np.zeros(0, bool), np.zeros(0))
+    rois = tracker.next_rois(lambda: started.append(1), arrived=detections([(200, 500), (800, 500)]))
+    assert started == [0, 1] and len(rois) == 2  # still nobody tracked: another start; two arrive
+    present = np.ones(2, bool)
+    next_rois = Rois.from_alignment_points(np.array([[200, 500], [800, 500]], float),
+                                           np.array([[200, 500 - R], [800, 500 - R]], float))
+    tracker.update(next_rois, present, np.array([0.9, 0.8]))
+    rois = tracker.next_rois(lambda: started.append(2), arrived=detections([(200, 500)]))
+    assert started == [0, 1] and len(rois) == 2  # the arrival is a tracked person: not added twice
