@@ -283,27 +283,28 @@ def bench_sppe_quality(names, frames, reference="blazepose-heavy") -> dict:
 
 
 def bench_sppes(names, runtime) -> dict:
+    """ms per crop at batch 1 / 3 / 8, each SPPE as the estimator calls it (``run_sppe`` with the
+    default regression decode: BlazePose without its heatmap head; MoveNet decodes heatmaps)."""
+    from core.config import SPPEConfig
+    from core.models.build import make_sppe
+    from core.models.sppe import run_sppe
+
     results = {}
     for name in names:
-        try:
-            from core.models.movenet import load_movenet
-        except ImportError:
-            print(f"{name}: no SPPE module in this tree")
-            continue
-        model = load_movenet(name, "cpu", runtime)
-        size = model.input_size
+        sppe = make_sppe(SPPEConfig(model=name), "cpu", runtime)
+        h, w = sppe.input_size
         row = {}
         for batch in (1, 3, 8):
-            x = torch.randint(0, 255, (batch, size, size, 3)).float()
-            model(x)
+            x = torch.rand(batch, 3, h, w)
+            run_sppe(sppe, x, "regression")
             times = []
             for _ in range(5):
                 t0 = time.perf_counter()
-                model(x)
+                run_sppe(sppe, x, "regression")
                 times.append((time.perf_counter() - t0) * 1e3 / batch)
             row[f"ms_per_crop_b{batch}"] = statistics.median(times)
         results[name] = row
-        print(f"{name:20s} " + "  ".join(f"{k} {v:.1f}" for k, v in row.items()))
+        print(f"{name:20s} " + "  ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
     return results
 
 
