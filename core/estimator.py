@@ -114,7 +114,7 @@ class PoseEstimator:
             raise ValueError(f"frame must be RGB uint8 [H, W, 3], got {frame_rgb.dtype} {frame_rgb.shape}")
         clock = _Clock(self.device, timings)
 
-        rois = self._next_rois(frame_rgb)
+        rois = self._next_rois(frame_rgb, timings)
         clock.lap("detect")
         if len(rois) == 0:
             self.rois.update(rois, np.zeros(0, bool), np.zeros(0))
@@ -156,7 +156,10 @@ class PoseEstimator:
 
     # ------------------------------------------------------------------------------ steps
 
-    def _next_rois(self, frame_rgb: np.ndarray) -> Rois:
+    def _next_rois(self, frame_rgb: np.ndarray, timings: dict | None = None) -> Rois:
+        """This frame's ROIs (``RoiTracker.next_rois``), detecting inline or in the background.
+        A background run's own time goes to ``timings["detect_background"]`` on the frame it
+        arrives in (the ``detect`` stage then holds only starting it)."""
         bg = self._background
         if bg is None or len(self.rois.tracked) == 0:
             # Inline: file mode, or nobody to follow while a run goes on (the start, a seek, an
@@ -170,6 +173,8 @@ class PoseEstimator:
                                        None if near is None else lambda c: near(frame_rgb, c),
                                        arrived)
         arrived = bg.take()  # before starting another run: a finished one frees the worker
+        if arrived is not None and timings is not None:
+            timings["detect_background"] = bg.last_ms
         return self.rois.next_rois(lambda: bg.start(frame_rgb),
                                    (lambda c: bg.start_near(frame_rgb, c)) if bg.has_near else None,
                                    arrived)

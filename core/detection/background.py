@@ -11,6 +11,7 @@ File mode keeps synchronous detection, whose results do not depend on timing.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -23,7 +24,8 @@ class BackgroundDetector:
 
     ``start(frame)`` / ``start_near(frame, centres)`` begin a run when none is in flight (else do
     nothing: the schedule slips rather than queues); ``take()`` returns the detections of the run
-    that finished since the last ``take()``, or None. A run's exception is raised by ``take()``.
+    that finished since the last ``take()``, or None (``last_ms``: how long it ran). A run's
+    exception is raised by ``take()``.
     """
 
     def __init__(self, detector):
@@ -33,6 +35,7 @@ class BackgroundDetector:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rmpe-detect")
         self._future: Future | None = None
         self.started = 0  # runs started (for measurement)
+        self.last_ms = 0.0  # how long the run take() returned took on its worker
 
     @property
     def busy(self) -> bool:
@@ -48,7 +51,7 @@ class BackgroundDetector:
         if self._future is not None:  # in flight, or finished and not yet taken
             return
         self.started += 1
-        self._future = self._pool.submit(fn, np.array(frame_rgb, copy=True), *args)
+        self._future = self._pool.submit(_timed, fn, np.array(frame_rgb, copy=True), *args)
 
     def wait(self) -> None:
         """Until the run in flight (if any) has finished."""
@@ -59,7 +62,8 @@ class BackgroundDetector:
         if self._future is None or not self._future.done():
             return None
         future, self._future = self._future, None
-        return future.result()
+        detections, self.last_ms = future.result()
+        return detections
 
     def reset(self) -> None:
         """Forget the run in flight (its result is dropped: a seek or a new source) and reset the
@@ -77,3 +81,9 @@ class BackgroundDetector:
     def close(self) -> None:
         self.reset()
         self._pool.shutdown(wait=True)
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, (time.perf_counter() - t0) * 1000.0
