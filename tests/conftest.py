@@ -49,3 +49,36 @@ def blazepose_models():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def demo_run(blazepose_models, demo_video):
+    """The whole 230-frame demo through one PoseEstimator with the default configuration on the
+    CPU, once per session (~50 s on 2 shared cores): tests/core/test_estimator.py reads the raw
+    poses, stage timings and detector runs, tests/trackers/test_demo_ids.py tracks the pose-NMS'd
+    poses. Both ran this same clip through the same configuration in their own module fixtures.
+
+    Returns a namespace: ``estimator`` (reset it before reuse), ``fps``, and per frame ``poses``
+    (``infer``), ``kept`` (``postprocess`` of those: pose NMS), ``timings`` (ms per stage) and
+    ``times`` (s); ``detector_runs`` after the clip."""
+    from types import SimpleNamespace
+
+    import av
+
+    from core.config import Config
+    from core.estimator import PoseEstimator
+
+    estimator = PoseEstimator(Config.load(), "cpu")
+    run = SimpleNamespace(estimator=estimator, poses=[], kept=[], timings=[], times=[])
+    with av.open(str(demo_video)) as container:
+        stream = container.streams.video[0]
+        run.fps = float(stream.average_rate)
+        for frame in container.decode(stream):
+            timings = {}
+            poses = estimator.infer(frame.to_ndarray(format="rgb24"), timings)
+            run.poses.append(poses)
+            run.kept.append(estimator.postprocess(poses))
+            run.timings.append(timings)
+            run.times.append(float(frame.time))
+    run.detector_runs = estimator.detector_runs
+    return run

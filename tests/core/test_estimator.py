@@ -1,8 +1,8 @@
 """PoseEstimator end to end on the real demo video with the embedded models.
 
-The whole 230-frame clip runs once per module with the default configuration (tiled BlazePose
-detection every 8 frames, landmark-derived ROIs in between, regression decode, COCO-17 output);
-the tests share that run.
+The whole 230-frame clip runs once per session with the default configuration (tiled detection
+every 8 frames, landmark-derived ROIs in between, regression decode, COCO-17 output): the
+``demo_run`` fixture in tests/conftest.py, shared with tests/trackers/test_demo_ids.py.
 
 Who is who, measured on the video itself (mid-hip point = mean of the COCO hips):
 * the jumping-jacks man stands on the louvred box during frames 0–160 (he flips off it after
@@ -38,19 +38,13 @@ def decode_frames(path, indices=None):
 
 
 @pytest.fixture(scope="module")
-def estimator(blazepose_models):
-    return PoseEstimator(Config.load(), "cpu")
+def estimator(demo_run):
+    return demo_run.estimator  # its models are loaded already; the tests below reset it first
 
 
 @pytest.fixture(scope="module")
-def clip_run(estimator, demo_video):
-    estimator.reset()
-    poses, timings = [], []
-    for _, frame in decode_frames(demo_video):
-        t = {}
-        poses.append(estimator.infer(frame, t))
-        timings.append(t)
-    return poses, timings, estimator.detector_runs
+def clip_run(demo_run):
+    return demo_run.poses, demo_run.timings, demo_run.detector_runs
 
 
 @pytest.fixture(scope="module")

@@ -11,33 +11,26 @@ Both must keep a single id for the whole clip; the number of ids the run produce
 """
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 
 from core.config import Config
-from core.estimator import PoseEstimator
 from trackers import PoseSmoother, PoseTracker
 
 pytestmark = [pytest.mark.assets, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def tracked_clip(blazepose_models, demo_video):
+def tracked_clip(demo_run):
+    """The session's demo run (tests/conftest.py: default configuration, pose NMS applied) through
+    the default tracker and smoother."""
     config = Config.load()
-    estimator = PoseEstimator(config)
-    with av.open(str(demo_video)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate)
-        tracker, smoother = PoseTracker(config.tracking, fps), PoseSmoother(config.smoothing)
-        raw, tracked, smoothed = [], [], []
-        for frame in container.decode(stream):
-            poses = estimator.postprocess(estimator.infer(frame.to_ndarray(format="rgb24")))
-            t = float(frame.time)
-            raw.append(poses)
-            tracked.append(tracker.update(poses, t))
-            smoothed.append(smoother(tracked[-1], t))
-    return raw, tracked, smoothed
+    tracker, smoother = PoseTracker(config.tracking, demo_run.fps), PoseSmoother(config.smoothing)
+    tracked, smoothed = [], []
+    for poses, t in zip(demo_run.kept, demo_run.times):
+        tracked.append(tracker.update(poses, t))
+        smoothed.append(smoother(tracked[-1], t))
+    return demo_run.kept, tracked, smoothed
 
 
 def mid_hips(poses) -> np.ndarray:

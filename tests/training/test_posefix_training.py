@@ -18,20 +18,11 @@ from training.config import load_config
 from training.datasets.coco_keypoints import AugmentConfig, collate
 from training.datasets.posefix import PoseFixSamples
 from training.ddp import DistInfo
-from training.metrics import read_csv
 from training.posefix_loop import predict_parts
 
-from .conftest import train
 
 # assets/train_posefix_ci.yaml: held-out AP of the refined poses minus that of the inputs.
 MIN_GAIN = 0.10
-
-
-@pytest.fixture(scope="session")
-def posefix_run(train_dir, synthetic_dir) -> dict:
-    out = train_dir / "posefix"
-    assert train("posefix", "train_posefix_ci.yaml", out, synthetic_dir) == 0
-    return {"out": out, "metrics": read_csv(out / "metrics.csv"), "last": out / "last.pt", "best": out / "best.pt"}
 
 
 @pytest.fixture(scope="session")
