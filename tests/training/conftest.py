@@ -118,8 +118,8 @@ def _rmpe_args(train_dir: Path, synthetic_dir: Path, sppe_last: Path) -> list[st
 
 @pytest.fixture(scope="session")
 def sppe_run(request, train_dir, synthetic_dir, side_runs) -> dict:
-    """assets/train_sppe_ci.yaml: a 1-stack hourglass trained ~450 steps on synthetic people
-    (~80 s on 2 cores). If this session has PoseFix tests, the PoseFix run (independent of this
+    """assets/train_sppe_ci.yaml: a 1-stack hourglass trained 336 steps on synthetic people
+    (~60 s on 2 cores). If this session has PoseFix tests, the PoseFix run (independent of this
     one; its own synthetic datasets: other seeds, other folders) trains beside it in a second
     process; if it has RMPE tests after others, the RMPE run (on this checkpoint) starts in a
     second process when this one ends, while those other tests run."""
