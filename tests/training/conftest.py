@@ -4,9 +4,9 @@ Runs go through the real command line (``core.cli.main``), in this process, on o
 (``run.threads=1``: the CI machine has two busy cores; more threads only oversubscribe them; the
 loops restore the thread count when they finish). Measured on 2 cores, 3 epochs of
 train_sppe_ci.yaml: 23.7 s on one thread, 27.3 s on two; two one-thread runs side by side took
-25.7 and 26.2 s. So the second core is used by a second process instead: when the session has
-PoseFix tests, ``sppe_run`` starts the PoseFix run (independent of it) as ``python main.py train
-posefix ...`` next to its own, and ``posefix_run`` waits for it.
+25.7 and 26.2 s. So the second core is used by a second process instead: ``sppe_run`` starts the
+PoseFix run beside its own and the RMPE run after it (``python main.py train ...``, same
+arguments), and ``posefix_run`` / ``rmpe_run`` wait for them.
 """
 from __future__ import annotations
 
@@ -77,52 +77,76 @@ def train(task: str, config: str, out: Path, synthetic_dir: Path, *sets: str) ->
 
 @pytest.fixture(scope="session")
 def side_runs():
-    """Training runs started in their own process, by name: (Popen, log path); killed if the
-    session ends before anyone waited for them."""
-    runs: dict[str, tuple[subprocess.Popen, Path]] = {}
+    """Training runs in their own process, by name: (Popen, log path), or (None, None) once a run
+    was done in this process instead; those still running when the session ends are killed."""
+    runs: dict[str, tuple[subprocess.Popen | None, Path | None]] = {}
     yield runs
     for proc, _ in runs.values():
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _start_side_run(side_runs: dict, name: str, args: list[str], log: Path) -> None:
+    cmd = [sys.executable, "main.py", *args]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=f, stderr=subprocess.STDOUT)
+    side_runs[name] = (proc, log)
+
+
+def _finish_run(side_runs: dict, name: str, args: list[str]) -> None:
+    """Wait for the side run ``name``; if none was started, run ``args`` here."""
+    proc, log = side_runs.setdefault(name, (None, None))  # from now on nobody starts it
+    if proc is None:
+        assert run_cli(args) == 0
+    else:
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+
+
+def _first_user(request, fixture: str) -> int | None:
+    """Index of the session's first test that needs ``fixture`` (None: no test does)."""
+    return next((i for i, item in enumerate(request.session.items) if fixture in item.fixturenames), None)
 
 
 def _posefix_args(train_dir: Path, synthetic_dir: Path) -> list[str]:
     return train_args("posefix", "train_posefix_ci.yaml", train_dir / "posefix", synthetic_dir)
 
 
+def _rmpe_args(train_dir: Path, synthetic_dir: Path, sppe_last: Path) -> list[str]:
+    return train_args("rmpe", "train_rmpe_ci.yaml", train_dir / "rmpe", synthetic_dir, f"rmpe.init_sppe={sppe_last}")
+
+
 @pytest.fixture(scope="session")
 def sppe_run(request, train_dir, synthetic_dir, side_runs) -> dict:
-    """assets/train_sppe_ci.yaml: a 1-stack hourglass trained ~450 steps on synthetic people
-    (~80 s on 2 cores), with the PoseFix run in a second process if this session needs it."""
-    if "posefix" not in side_runs and any("posefix_run" in item.fixturenames for item in request.session.items):
-        log = train_dir / "posefix.log"
-        cmd = [sys.executable, "main.py", *_posefix_args(train_dir, synthetic_dir)]
-        with open(log, "w") as f:  # its own synthetic datasets (other seeds: other folders)
-            side_runs["posefix"] = (subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=f, stderr=subprocess.STDOUT), log)
+    """assets/train_sppe_ci.yaml: a 1-stack hourglass trained 336 steps on synthetic people
+    (~60 s on 2 cores). If this session has PoseFix tests, the PoseFix run (independent of this
+    one; its own synthetic datasets: other seeds, other folders) trains beside it in a second
+    process; if it has RMPE tests after others, the RMPE run (on this checkpoint) starts in a
+    second process when this one ends, while those other tests run."""
+    if "posefix" not in side_runs and _first_user(request, "posefix_run") is not None:
+        _start_side_run(side_runs, "posefix", _posefix_args(train_dir, synthetic_dir), train_dir / "posefix.log")
     out = train_dir / "sppe"
     assert train("sppe", "train_sppe_ci.yaml", out, synthetic_dir) == 0
+    first_rmpe = _first_user(request, "rmpe_run")
+    if "rmpe" not in side_runs and first_rmpe is not None and first_rmpe > _first_user(request, "sppe_run"):
+        _start_side_run(side_runs, "rmpe", _rmpe_args(train_dir, synthetic_dir, out / "last.pt"),
+                        train_dir / "rmpe.log")
     return {"out": out, "metrics": read_csv(out / "metrics.csv"), "steps": read_csv(out / "steps.csv"),
             "last": out / "last.pt", "best": out / "best.pt"}
 
 
 @pytest.fixture(scope="session")
 def posefix_run(train_dir, synthetic_dir, side_runs) -> dict:
-    """assets/train_posefix_ci.yaml (~37 s on 2 cores): the run ``sppe_run`` started beside its own,
-    else here."""
-    if "posefix" in side_runs:
-        proc, log = side_runs["posefix"]
-        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
-    else:
-        side_runs["posefix"] = (None, None)  # so a later sppe_run starts no second one
-        assert run_cli(_posefix_args(train_dir, synthetic_dir)) == 0
+    """assets/train_posefix_ci.yaml (~37 s on 2 cores): the run ``sppe_run`` started, else here."""
+    _finish_run(side_runs, "posefix", _posefix_args(train_dir, synthetic_dir))
     out = train_dir / "posefix"
     return {"out": out, "metrics": read_csv(out / "metrics.csv"), "last": out / "last.pt", "best": out / "best.pt"}
 
 
 @pytest.fixture(scope="session")
-def rmpe_run(train_dir, synthetic_dir, sppe_run) -> dict:
-    """assets/train_rmpe_ci.yaml on top of the SPPE run: STN stage + joint stage on jittered proposals."""
+def rmpe_run(train_dir, synthetic_dir, sppe_run, side_runs) -> dict:
+    """assets/train_rmpe_ci.yaml on top of the SPPE run: STN stage + joint stage on jittered proposals
+    (~45 s on 2 cores): the run ``sppe_run`` started, else here."""
+    _finish_run(side_runs, "rmpe", _rmpe_args(train_dir, synthetic_dir, sppe_run["last"]))
     out = train_dir / "rmpe"
-    assert train("rmpe", "train_rmpe_ci.yaml", out, synthetic_dir, f"rmpe.init_sppe={sppe_run['last']}") == 0
     return {"out": out, "metrics": read_csv(out / "metrics.csv"), "last": out / "last.pt"}

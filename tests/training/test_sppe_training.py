@@ -11,15 +11,17 @@ from core.models.trained_sppe import load_trained_sppe, read_checkpoint
 from training.config import load_config
 from training.metrics import read_csv
 
-# assets/train_sppe_ci.yaml reaches 0.51-0.53 held-out AP on these machines (untrained: 0.000).
+# assets/train_sppe_ci.yaml reaches 0.511 held-out AP, AP50 0.897 in its 12 epochs (untrained: 0.000;
+# 16 epochs reached 0.529, 0.885 in 35 % more time).
 SPPE_MIN_AP = 0.45
+EPOCHS = 12
 
 
 def test_learning_is_real(sppe_run):
     rows = sppe_run["metrics"]
     before, after = rows[0], rows[-1]
     assert before["epoch"] == 0 and before["AP"] < 0.02  # untrained: no pose is right
-    assert after["epoch"] == 16 and after["AP"] >= SPPE_MIN_AP, rows
+    assert after["epoch"] == EPOCHS and after["AP"] >= SPPE_MIN_AP, rows
     assert after["AP50"] >= 0.75
     losses = np.array([r["loss"] for r in sppe_run["steps"]])
     assert losses[-5:].mean() < 0.8 * losses[:5].mean()
@@ -27,10 +29,10 @@ def test_learning_is_real(sppe_run):
 
 def test_checkpoint_embeds_config_and_resumes_fields(sppe_run):
     ckpt = read_checkpoint(sppe_run["last"])
-    assert ckpt["kind"] == "sppe" and ckpt["epoch"] == 16
+    assert ckpt["kind"] == "sppe" and ckpt["epoch"] == EPOCHS
     assert ckpt["model_spec"]["arch"] == "hourglass" and ckpt["model_spec"]["input_size"] == [128, 96]
     cfg = load_config(None, ckpt["config"])  # the embedded config is a complete, valid training config
-    assert cfg.optim.epochs == 16 and cfg.model.loss == "softmax"
+    assert cfg.optim.epochs == EPOCHS and cfg.model.loss == "softmax"
     for key in ("optimizer", "scheduler", "best_ap", "metrics"):
         assert ckpt[key] is not None
     assert ckpt["best_ap"] == pytest.approx(sppe_run["metrics"][-1]["AP"])
