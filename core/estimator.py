@@ -73,6 +73,7 @@ class PoseEstimator:
         self._sppe_layout = get_skeleton(self.sppe.layout)
         self.rois = RoiTracker(config.detector)
         self._background: BackgroundDetector | None = None
+        self._prepared: set[tuple[int, int]] = set()  # frame sizes prepare() has run for
 
     @property
     def codec(self):
@@ -144,6 +145,20 @@ class PoseEstimator:
         from core.pose_nms import pose_nms
 
         return pose_nms(poses, self.config.pose_nms.preset)
+
+    def prepare(self, height: int, width: int) -> None:
+        """Load and run every model once for frames of this size, before frames flow: sessions
+        that are built or first run lazily (NanoDet's canvas for this aspect, ONNX Runtime's first
+        call at each batch size) would otherwise cost the first frames several times the median.
+        Once per size; the tracking state is left as it was."""
+        if (height, width) in self._prepared or height <= 0 or width <= 0:
+            return
+        self._prepared.add((height, width))
+        if hasattr(self.detector, "prepare"):
+            self.detector.prepare(height, width)
+        h, w = self.sppe.input_size
+        for batch in (1, 2, 3):
+            run_sppe(self.sppe, torch.zeros(batch, 3, h, w, device=self.device), self.config.sppe.decode)
 
     def set_background_detection(self, enabled: bool) -> None:
         """Run the detector on a worker thread (real-time modes: no frame waits for a detector

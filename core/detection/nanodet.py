@@ -158,6 +158,16 @@ class NanoDetDetector:
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self.calls = 0  # detect_batch calls so far (which checkerboard half of the tiles is seen)
 
+    def prepare(self, height: int, width: int) -> None:
+        """Build and run once the model of every canvas this frame size uses (batch 1 and 2), so
+        that no frame pays for a session's creation or first run; the schedule is untouched."""
+        for x0, y0, x1, y1 in self.views(height, width):
+            size = self.canvas(y1 - y0, x1 - x0)
+            if size not in self._models:
+                self._models[size] = self._load(size)
+            for batch in (1, 2):
+                self._models[size](torch.zeros(batch, 3, *size))
+
     def _load(self, canvas: tuple[int, int]):
         from core.models.npm_fetch import model_paths
         from core.models.tfjs_graph import load_tfjs_model
@@ -193,13 +203,14 @@ class NanoDetDetector:
         """Indices into ``views(height, width)`` seen by this call: the full view and
         ``tiles_per_run`` tiles (0: all), the next ones on the next call, in checkerboard order
         (one colour, then the other: with 40 % overlap one colour leaves only two opposite corners
-        unseen, so half the tiles per run finds nearly everything every run)."""
+        unseen, so half the tiles per run finds nearly everything every run). The first call after
+        ``reset()`` (a new source, a seek) sees every tile: whoever is in view is found at once."""
         views = self.views(height, width)
         per_run = int(getattr(self.cfg, "tiles_per_run", 0))
-        if len(views) <= 2 or per_run <= 0 or per_run >= len(views) - 1:
-            return np.arange(len(views))
+        if len(views) <= 2 or per_run <= 0 or per_run >= len(views) - 1 or self.calls == 0:
+            return np.arange(len(views))  # the first run after a reset searches everywhere
         order = self._tile_order(height, width)
-        start = (self.calls * per_run) % len(order)
+        start = ((self.calls - 1) * per_run) % len(order)
         picked = np.take(order, np.arange(start, start + per_run), mode="wrap")
         return np.concatenate([[0], np.sort(picked)])
 

@@ -528,6 +528,9 @@ class Pipeline:
             # real time: no frame waits for a detector run; file mode: timing-independent results.
             # Owned by this thread: its worker ends with the run (an estimator outlives pipelines).
             background(self._realtime)
+        prepare = getattr(self.estimator, "prepare", None)
+        if prepare is not None:  # before the first frame is asked for: its time is start-up time
+            prepare(int(self.source.height), int(self.source.width))
         try:
             self._infer_frames()
         finally:

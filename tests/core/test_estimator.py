@@ -301,3 +301,18 @@ def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_
     finally:
         est.set_background_detection(False)
     assert est._background is None and len(est.infer(frame)) == len(first)  # inline again
+
+
+def test_prepare_loads_this_frame_size_without_touching_the_tracking(estimator, few_frames):
+    """prepare() builds the detector's canvas for this aspect and runs each model once, before
+    frames flow; the tracking state and the detector's tile schedule are as before."""
+    estimator.reset()
+    estimator.infer(few_frames[100])
+    tracked, seen = estimator.tracked_rois, estimator.frames_seen
+    calls = estimator.detector.calls
+    estimator.prepare(480, 640)  # a 4:3 source: a canvas this estimator has not built yet
+    assert (480, 640) in estimator._prepared
+    assert estimator.detector.canvas(480, 640) in estimator.detector._models
+    assert estimator.frames_seen == seen and estimator.detector.calls == calls == 1
+    assert (256, 416) in estimator.detector._models and (416, 416) in estimator.detector._models
+    assert estimator.tracked_rois.centres == pytest.approx(tracked.centres)

@@ -135,15 +135,16 @@ def test_tiles_per_run_cover_every_tile_in_turn(per_run, calls):
     cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
                           tiles_per_run=per_run)
     det = NanoDetDetector(cfg, "cpu", model=lambda x: None, input_size=(416, 416))
+    assert len(det.view_indices(994, 1768)) == 9  # the first call after a reset: every tile
     seen = set()
-    for call in range(calls):
+    for call in range(1, calls + 1):
         det.calls = call
         idx = det.view_indices(994, 1768)
         assert idx[0] == 0 and len(idx) == 1 + (per_run if 0 < per_run < 8 else 8)
         seen |= set(idx[1:].tolist())
     assert seen == set(range(1, 9))
     if per_run == 4:  # one colour of the checkerboard per call
-        det.calls = 0
+        det.calls = 1
         tiles = det.views(994, 1768)[det.view_indices(994, 1768)[1:]]
         cols, rows = np.unique(det.views(994, 1768)[1:, 0]), np.unique(det.views(994, 1768)[1:, 1])
         colour = {(np.searchsorted(cols, x) + np.searchsorted(rows, y)) % 2 for x, y, _, _ in tiles}
@@ -158,6 +159,7 @@ def test_alternating_tiles_cover_every_tile_in_two_calls(npm_nanodet, demo_frame
     det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
     h, w = demo_frames[100].shape[:2]
     n = len(det.views(h, w))
+    det.calls = 1  # past the first call after a reset, which sees every tile
     seen = []
     for _ in range(2):
         idx = det.view_indices(h, w)
