@@ -116,6 +116,13 @@ def _rmpe_args(train_dir: Path, synthetic_dir: Path, sppe_last: Path) -> list[st
     return train_args("rmpe", "train_rmpe_ci.yaml", train_dir / "rmpe", synthetic_dir, f"rmpe.init_sppe={sppe_last}")
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """This folder's tests that need the RMPE run go to the end of the session (otherwise the order is
+    kept): ``sppe_run`` starts that run in a second process when it ends, and the others run meanwhile."""
+    here = Path(__file__).parent
+    items.sort(key=lambda item: Path(str(item.path)).parent == here and "rmpe_run" in item.fixturenames)
+
+
 @pytest.fixture(scope="session")
 def sppe_run(request, train_dir, synthetic_dir, side_runs) -> dict:
     """assets/train_sppe_ci.yaml: a 1-stack hourglass trained 336 steps on synthetic people
