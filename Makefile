@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test install models bench clean
+.PHONY: demo test test-long install models bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,10 @@ demo: models
 
 test: models
 	$(PY) main.py models install --all  # the optional models' parity tests need them too
-	bash tests/run_suite.sh $(PY)
+	bash tests/run_suite.sh $(PY) -m "not long"  # the soak runs: make test-long
+
+test-long: models
+	bash tests/run_suite.sh $(PY) -m long
 
 bench: models
 	$(PY) bench/run_all.py

@@ -29,7 +29,8 @@ import pytest
 
 from core.config import Config
 
-pytestmark = [pytest.mark.gui, pytest.mark.assets]
+# a soak (about a minute): make test-long runs it; make test leaves it out to stay under 15 minutes
+pytestmark = [pytest.mark.gui, pytest.mark.assets, pytest.mark.long]
 
 FRAMES = 2000
 WARM = 500

@@ -9,7 +9,7 @@ import pytest
 SOAK = Path(__file__).resolve().parents[3] / "bench" / "soak.py"
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a soak: make test-long (make test leaves it out to stay under 15 minutes)
 def test_short_soak_memory_is_flat(tmp_path, blazepose_models, demo_video):
     spec = importlib.util.spec_from_file_location("rmpe_bench_soak", SOAK)
     soak = importlib.util.module_from_spec(spec)
