@@ -198,14 +198,7 @@ class _BlazePoseTrunk(nn.Module):
         from core.models.tflite_graph import TFLiteGraph
 
         graph = TFLiteGraph.from_file(artefact_path("pose_landmark_full"))
-        producer = {s.output: s for s in graph.steps}
-        needed, todo = set(), list(_BLAZEPOSE_FEATURES)
-        while todo:
-            t = todo.pop()
-            if t in producer and t not in needed:
-                needed.add(t)
-                todo += list(producer[t].inputs)
-        self.steps = nn.ModuleList(s for s in graph.steps if s.output in needed)
+        self.steps = nn.ModuleList(graph.steps_for(_BLAZEPOSE_FEATURES))
         self.input_id = graph.input_ids[0]
         self.requires_grad_(False)
 

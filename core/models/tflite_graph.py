@@ -564,6 +564,15 @@ class TFLiteGraph(nn.Module):
         self.output_names = [tensors[i].name for i in outputs]
         self.output_ranks = [len(tensors[i].shape) for i in outputs]
 
+    def steps_for(self, tensors) -> list:
+        """The steps, in execution order, that the tensor ids ``tensors`` depend on."""
+        wanted, steps = set(tensors), []
+        for step in reversed(self.steps):  # steps are in execution (topological) order
+            if step.output in wanted:
+                steps.append(step)
+                wanted.update(step.inputs)
+        return steps[::-1]
+
     def keep_outputs(self, names) -> "TFLiteGraph":
         """Return only the outputs ``names`` (in the graph's order) and drop the steps no kept
         output depends on: an unused head (BlazePose's segmentation mask) then costs nothing."""
@@ -572,13 +581,7 @@ class TFLiteGraph(nn.Module):
         if unknown:
             raise ValueError(f"no graph outputs named {sorted(unknown)}; outputs: {self.output_names}")
         kept = [i for i, name in enumerate(self.output_names) if name in names]
-        wanted = {self.output_ids[i] for i in kept}
-        steps = []
-        for step in reversed(self.steps):  # steps are in execution (topological) order
-            if step.output in wanted:
-                steps.append(step)
-                wanted.update(step.inputs)
-        self.steps = nn.ModuleList(reversed(steps))
+        self.steps = nn.ModuleList(self.steps_for(self.output_ids[i] for i in kept))
         self.output_ids = [self.output_ids[i] for i in kept]
         self.output_names = [self.output_names[i] for i in kept]
         self.output_ranks = [self.output_ranks[i] for i in kept]
