@@ -107,6 +107,36 @@ def _session(model: str | bytes, threads: int):
     return ort.InferenceSession(model, session_options(threads), providers=["CPUExecutionProvider"])
 
 
+def _session_on(data: bytes, threads: int, outputs: tuple[str, ...] | None = None):
+    """(session, its output names) on the serialised model ``data``, pruned to ``outputs`` when
+    given: one session per load, on exactly the graph that runs."""
+    if outputs is not None:
+        data = _pruned(data, outputs)
+    session = _session(data, threads)
+    return session, [o.name for o in session.get_outputs()]
+
+
+def _pruned(data: bytes, outputs: tuple[str, ...]) -> bytes:
+    """``data`` cut down to the nodes ``outputs`` need (onnx's extractor), in the graph's output
+    order, keeping its opsets and metadata (the cache stamp); ``data`` itself when that is all."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load_model_from_string(data)
+    names = [o.name for o in model.graph.output]
+    unknown = set(outputs) - set(names)
+    if unknown:
+        raise ValueError(f"no graph outputs named {sorted(unknown)}; outputs: {names}")
+    if set(outputs) == set(names):
+        return data
+    cut = Extractor(model).extract_model([INPUT_NAME], [n for n in names if n in outputs])
+    cut.ir_version = model.ir_version
+    del cut.opset_import[:]
+    cut.opset_import.extend(model.opset_import)
+    onnx.helper.set_model_props(cut, {p.key: p.value for p in model.metadata_props})
+    return cut.SerializeToString()
+
+
 def _stamp_matches(session, metadata: dict[str, str]) -> bool:
     stamp = session.get_modelmeta().custom_metadata_map
     return all(stamp.get(k) == v for k, v in metadata.items())
@@ -118,7 +148,6 @@ class OnnxGraph:
 
     def __init__(self, session, output_names: list[str], threads: int):
         self.session, self.output_names, self.threads = session, output_names, threads
-        self._bytes = b""  # the serialised model, for pruned()
 
     @classmethod
     def from_tflite(cls, tflite_path: str | Path, example: torch.Tensor, threads: int,
@@ -126,34 +155,7 @@ class OnnxGraph:
         """Load ``tflite_path``'s ONNX cache (exporting it first when absent or stale). With
         ``outputs``, the session runs the graph pruned to those outputs (the cache keeps them all:
         one export serves every pruning)."""
-        graph = cls._from_tflite(tflite_path, example, threads)
-        if outputs is None or set(outputs) == set(graph.output_names):
-            return graph
-        return graph.pruned(outputs)
-
-    def pruned(self, outputs: tuple[str, ...]) -> "OnnxGraph":
-        """A session on this model cut down to the nodes ``outputs`` need (onnx's extractor)."""
-        import onnx
-        from onnx.utils import Extractor
-
-        unknown = set(outputs) - set(self.output_names)
-        if unknown:
-            raise ValueError(f"no graph outputs named {sorted(unknown)}; outputs: {self.output_names}")
-        names = [n for n in self.output_names if n in outputs]
-        model = onnx.load_model_from_string(self._bytes)
-        cut = Extractor(model).extract_model([INPUT_NAME], names)
-        cut.ir_version = model.ir_version
-        del cut.opset_import[:]
-        cut.opset_import.extend(model.opset_import)
-        onnx.helper.set_model_props(cut, {p.key: p.value for p in model.metadata_props})
-        data = cut.SerializeToString()
-        graph = OnnxGraph(_session(data, self.threads), names, self.threads)
-        graph._bytes = data
-        return graph
-
-    @classmethod
-    def _from_tflite(cls, tflite_path: str | Path, example: torch.Tensor,
-                     threads: int) -> "OnnxGraph":
+        from google.protobuf.message import DecodeError
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
         from core.models.tflite_graph import TFLiteGraph
@@ -163,22 +165,18 @@ class OnnxGraph:
         metadata = {"format": ONNX_CACHE_FORMAT, "source_sha256": file_sha256(tflite_path)}
         if cache.exists():
             try:
-                session = _session(str(cache), threads)
+                session, names = _session_on(cache.read_bytes(), threads, outputs)
                 if _stamp_matches(session, metadata):
-                    graph = cls(session, [o.name for o in session.get_outputs()], threads)
-                    graph._bytes = cache.read_bytes()
-                    return graph
+                    return cls(session, names, threads)
                 log.info("ONNX cache %s is stale; exporting again", cache)
             except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph,
-                    ort_errors.InvalidArgument, ort_errors.NoSuchFile) as exc:
+                    ort_errors.InvalidArgument, ort_errors.NoSuchFile, DecodeError, OSError) as exc:
                 log.warning("rebuilding unreadable ONNX cache %s (%s)", cache, exc)
         graph = TFLiteGraph.from_file(tflite_path).eval()
         data = export_onnx(graph, example, graph.output_names, metadata)
         _write_atomically(cache, data)
         log.info("exported %s to ONNX (%s)", tflite_path.name, cache)
-        onnx_graph = cls(_session(data, threads), list(graph.output_names), threads)
-        onnx_graph._bytes = data
-        return onnx_graph
+        return cls(*_session_on(data, threads, outputs), threads)
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # .numpy() of a contiguous CPU float32 tensor shares its memory: no copy on the way in
