@@ -161,12 +161,15 @@ class NanoDetDetector:
     def prepare(self, height: int, width: int) -> None:
         """Build and run once the model of every canvas this frame size uses (batch 1 and 2), so
         that no frame pays for a session's creation or first run; the schedule is untouched."""
-        for x0, y0, x1, y1 in self.views(height, width):
-            size = self.canvas(y1 - y0, x1 - x0)
-            if size not in self._models:
-                self._models[size] = self._load(size)
+        for size in {self.canvas(y1 - y0, x1 - x0) for x0, y0, x1, y1 in self.views(height, width)}:
             for batch in (1, 2):
-                self._models[size](torch.zeros(batch, 3, *size))
+                self._model(size)(torch.zeros(batch, 3, *size))
+
+    def _model(self, canvas: tuple[int, int]):
+        """The model for this canvas size, built on first use."""
+        if canvas not in self._models:
+            self._models[canvas] = self._load(canvas)
+        return self._models[canvas]
 
     def _load(self, canvas: tuple[int, int]):
         from core.models.npm_fetch import model_paths
@@ -271,13 +274,11 @@ class NanoDetDetector:
     def _detect_views(self, size, canvases, meta, frames, per_frame) -> None:
         """Run one canvas size's views as a batch; append each view's boxes (frame pixel-centre
         coordinates) and scores to its frame's list in ``per_frame``."""
-        if size not in self._models:
-            self._models[size] = self._load(size)
         if size not in self._centres:
             self._centres[size] = grid_centres(*size)
         batch = np.stack(canvases)[..., ::-1].astype(np.float32)  # BGR
         batch = ((batch - MEAN_BGR) / STD_BGR).transpose(0, 3, 1, 2)
-        out = self._models[size](torch.from_numpy(np.ascontiguousarray(batch)))
+        out = self._model(size)(torch.from_numpy(np.ascontiguousarray(batch)))
         arrays = {k: v.cpu().numpy() for k, v in out.items()}
         for row, (f, v, s, px, py) in enumerate(meta):
             boxes, scores = gfl_decode([arrays[k][row] for k in SCORE_OUTPUTS],
