@@ -50,6 +50,36 @@ def wait(qapp):
     return lambda predicate, timeout=30.0: wait_until(qapp, predicate, timeout)
 
 
+@pytest.fixture
+def make_window(qapp, tmp_path):
+    """``make_window(config=None, estimator_factory=None, **settings)``: a shown 1400×820
+    MainWindow with fresh settings (recordings under ``tmp_path/out``); every window made is
+    closed afterwards, and no ``rmpe-*`` thread may outlive them."""
+    import threading
+
+    from app.main_window import MainWindow
+    from app.settings import Settings
+    from core.config import Config
+
+    made = []
+
+    def make(config=None, estimator_factory=None, **settings_values):
+        settings = Settings(tmp_path / "app.yaml")
+        settings["record_dir"] = str(tmp_path / "out")
+        for key, value in settings_values.items():
+            settings[key] = value
+        w = MainWindow(config or Config.load(), settings, estimator_factory=estimator_factory)
+        w.resize(1400, 820)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("rmpe-")]
+
+
 MAN_REGION = (slice(0, 540), slice(280, 1000))  # demo frames (1768×994): the man on the roof, 4:3
 
 

@@ -48,30 +48,6 @@ def clip90(tmp_path):
     return _pattern_video(tmp_path / "clip90.mp4", 90)
 
 
-@pytest.fixture
-def make_window(qapp, tmp_path):
-    from app.main_window import MainWindow
-    from app.settings import Settings
-
-    made = []
-
-    def make(config: Config | None = None, **settings_values):
-        settings = Settings(tmp_path / "app.yaml")
-        settings["record_dir"] = str(tmp_path / "out")
-        for key, value in settings_values.items():
-            settings[key] = value
-        w = MainWindow(config or Config.load(), settings)
-        w.resize(1400, 820)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("rmpe-")]
-
-
 def _open(w, wait, kind, path, frames=3, **kw):
     from app.sources_dialog import SourceSpec
 

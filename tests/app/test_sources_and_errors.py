@@ -4,7 +4,6 @@ it ask for the installed models (``blazepose_models``) and skip without them."""
 from __future__ import annotations
 
 import argparse
-import threading
 
 import numpy as np
 import pytest
@@ -30,29 +29,6 @@ def small_video(tmp_path):
         writer.write(FrameResult(item.index, item.timestamp, item.image, Poses.empty(), item.captured_at))
     writer.close()
     return path
-
-
-@pytest.fixture
-def make_window(qapp, tmp_path):
-    from app.main_window import MainWindow
-    from app.settings import Settings
-
-    made = []
-
-    def make(estimator_factory=None, **settings_values):
-        settings = Settings(tmp_path / "app.yaml")
-        settings["record_dir"] = str(tmp_path / "out")
-        for key, value in settings_values.items():
-            settings[key] = value
-        w = MainWindow(Config.load(), settings, estimator_factory=estimator_factory)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("rmpe-")]
 
 
 def test_refuses_pyside_6_12_with_one_line(monkeypatch, capsys):
