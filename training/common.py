@@ -52,12 +52,18 @@ def check_data_sources(cfg: TrainConfig, splits=("train", "val")) -> None:
         for i, src in enumerate(sources or []):
             if not isinstance(src, dict) or "synthetic" in src or "annotations" not in src:
                 continue  # resolve_sources reports malformed entries
-            ann = Path(src["annotations"])
-            images = Path(src.get("images", ann.parent))
-            if not ann.is_file():
-                raise UserError(f"data.{split}[{i}]: annotations not found: {ann}. {COCO_HINT}")
-            if not images.is_dir():
-                raise UserError(f"data.{split}[{i}]: image folder not found: {images}. {COCO_HINT}")
+            file_source(split, i, src)
+
+
+def file_source(split: str, i: int, src: dict) -> tuple[Path, Path]:
+    """(images_dir, annotations.json) of a file-based source, both present, else one UserError."""
+    ann = Path(src["annotations"])
+    images = Path(src.get("images", ann.parent))
+    if not ann.is_file():
+        raise UserError(f"data.{split}[{i}]: annotations not found: {ann}. {COCO_HINT}")
+    if not images.is_dir():
+        raise UserError(f"data.{split}[{i}]: image folder not found: {images}. {COCO_HINT}")
+    return images, ann
 
 
 def resolve_sources(cfg: TrainConfig, split: str, info: DistInfo) -> list[tuple[Path, Path]]:
@@ -82,13 +88,7 @@ def resolve_sources(cfg: TrainConfig, split: str, info: DistInfo) -> list[tuple[
             barrier(info)
             out.append((root / "images", root / "annotations.json"))
         elif "annotations" in src:
-            ann = Path(src["annotations"])
-            images = Path(src.get("images", ann.parent))
-            if not ann.is_file():
-                raise UserError(f"data.{split}[{i}]: annotations not found: {ann}")
-            if not images.is_dir():
-                raise UserError(f"data.{split}[{i}]: image folder not found: {images}")
-            out.append((images, ann))
+            out.append(file_source(split, i, src))
         else:
             raise UserError(f"data.{split}[{i}]: needs 'annotations' (+ 'images') or 'synthetic'")
     return out
