@@ -199,6 +199,8 @@ class RoiTracker:
         self._tracked = Rois.empty()
         self._since_detect = 0
         self._carried = 0  # of this frame's ROIs, the first this many were carried over
+        self._frame_rois = Rois.empty()  # this frame's ROIs, as next_rois returned them
+        self._known = np.zeros(0, bool)  # of those, the people already tracked (``present``)
         self._recover_left = 0  # frames left in which to look for a lost person on every frame
         self._recover_count = 0  # how many people were tracked before the loss
         self._lost = Rois.empty()  # where the people recovery looks for were lost
@@ -222,14 +224,15 @@ class RoiTracker:
                 or (self._since_detect >= self.interval and not full))
 
     def next_rois(self, detect: Callable[[], object],
-                  detect_near: Callable[[np.ndarray], object] | None = None,
+                  detect_near: Callable[[np.ndarray, np.ndarray], object] | None = None,
                   arrived=None) -> Rois:
         """This frame's ROIs: the carried ones first, then (when it is time to detect; ``detect()``
         returns ``Detections``) the detections that are nobody tracked, at most ``max_persons``.
 
-        ``detect_near(centres [M, 2])``, when the detector has one, serves the recovery runs
-        between scheduled ones: it looks where the lost people were (a detector with tiles reads
-        the tiles around them only), and the schedule of full runs goes on undisturbed.
+        ``detect_near(centres [M, 2], sides [M])``, when the detector has one, serves the
+        recovery runs between scheduled ones: it looks where the lost people were, as large as
+        their last ROIs were (NanoDet reads a small view around each), and the schedule of full
+        runs goes on undisturbed.
 
         A detector running in the background (``core.detection.background``) returns None from
         ``detect``/``detect_near`` (it only starts a run) and hands its finished runs in as
@@ -242,7 +245,7 @@ class RoiTracker:
             focused = (detect_near is not None and self._recover_left > 0 and len(self._lost) > 0
                        and len(self._tracked) > 0 and self._since_detect < self.interval)
             if focused:
-                found = detect_near(self._lost.centres)
+                found = detect_near(self._lost.centres, self._lost.sides)
                 self._since_detect += 1
             else:
                 found = detect()
@@ -254,13 +257,22 @@ class RoiTracker:
             if detections is not None:
                 rois = self.merge(detections, rois)
         self._carried = len(carried)
+        self._frame_rois = rois
+        self._known = np.arange(len(rois)) < len(carried)
+        if self._recover_left > 0 and len(self._lost) and len(rois) > len(carried):
+            # a detection where a tracked person was lost is that person found again
+            d = np.abs(rois.centres[len(carried):, None] - self._lost.centres[None]).max(-1)
+            self._known[len(carried):] = (d <= self._lost.sides[None] / 2).any(1)
         return rois
 
     def present(self, presence: np.ndarray, min_score: float) -> np.ndarray:
         """Which of this frame's poses (same order as ``next_rois()`` returned) hold a person:
-        presence >= ``min_score``, or >= ``CARRIED_PRESENCE`` × ``min_score`` for the carried ones."""
+        presence >= ``min_score``, or >= ``CARRIED_PRESENCE`` × ``min_score`` for the people
+        already tracked: the carried ones and, while recovering, detections within half a lost
+        ROI of where a person was lost (a fresh box of the same small person can read a presence
+        just under the full score; its carried crop had passed the lower one)."""
         threshold = np.full(len(presence), float(min_score), np.float32)
-        threshold[:self._carried] *= CARRIED_PRESENCE
+        threshold[self._known[:len(presence)]] *= CARRIED_PRESENCE
         return np.asarray(presence) >= threshold
 
     def merge(self, detections, carried: Rois) -> Rois:
@@ -301,12 +313,15 @@ class RoiTracker:
                 same = same_person(kept, coco[keep], areas[keep], self.cfg.nms_iou)
             keep = keep[first_of_each_person(same)]
         self._tracked = next_rois.select(keep)
+        # where they were looked for: the ROIs read from a crop without a person are noise
+        lost = self._frame_rois.select(np.flatnonzero(~present[:self._carried]))
         if self._recover_left > 0:
             self._recover_left = 0 if len(keep) >= self._recover_count else self._recover_left - 1
-        elif (~present[:self._carried]).any():
+            self._lost = self._lost.concat(lost)  # someone else lost meanwhile: look there too
+        elif len(lost):
             # a tracked person was lost: detect on every frame until as many people are tracked
             # again as before, for at most one detection interval
             self._recover_left = self.interval
             self._recover_count = self._carried
-            self._lost = next_rois.select(np.flatnonzero(~present[:self._carried]))
+            self._lost = lost
         return keep

@@ -1,4 +1,4 @@
-"""A detector run on a worker thread, for the real-time modes: no frame waits for a detector run.
+"""A detector run on a worker thread: in the real-time modes no frame waits for a detector run.
 
 Synchronous detection puts a whole detector run (NanoDet's views: 25–100 ms on 2 cores) into the
 frames it runs on, and those frames set the real-time latency's tail and the worst frame. Here a
@@ -7,7 +7,8 @@ the tracked people meanwhile; the people the run found join on the first frame a
 as detections of an earlier frame (``core.roi.RoiTracker.next_rois(arrived=...)``). The cost:
 a new person appears a frame or two later. With nobody tracked (the start, after a seek) the
 estimator still detects inline, so a frame never shows nobody only because its run is pending.
-File mode keeps synchronous detection, whose results do not depend on timing.
+File mode uses it too, with every run joining on the frame after its own (waiting for it there):
+the run overlaps its frame's SPPE, and the results do not depend on timing.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from core.detection.detections import Detections
 class BackgroundDetector:
     """Wraps a detector (``detector(frame_rgb) -> Detections``, optionally ``detect_near``).
 
-    ``start(frame)`` / ``start_near(frame, centres)`` begin a run when none is in flight (else do
+    ``start(frame)`` / ``start_near(frame, centres, sides)`` begin a run when none is in flight (else do
     nothing: the schedule slips rather than queues); ``take()`` returns the detections of the run
     that finished since the last ``take()``, or None (``last_ms``: how long it ran). A run's
     exception is raised by ``take()``.
@@ -44,8 +45,9 @@ class BackgroundDetector:
     def start(self, frame_rgb: np.ndarray) -> None:
         self._start(self.detector, frame_rgb)
 
-    def start_near(self, frame_rgb: np.ndarray, centres: np.ndarray) -> None:
-        self._start(self.detector.detect_near, frame_rgb, np.array(centres, copy=True))
+    def start_near(self, frame_rgb: np.ndarray, centres: np.ndarray, sides: np.ndarray) -> None:
+        self._start(self.detector.detect_near, frame_rgb, np.array(centres, copy=True),
+                    np.array(sides, copy=True))
 
     def _start(self, fn, frame_rgb, *args) -> None:
         if self._future is not None:  # in flight, or finished and not yet taken

@@ -47,6 +47,7 @@ class Scene:
         self.detected, self.tracked, self.reported = [], [], []
         self.near = near  # the detector has detect_near (recovery runs look where people were lost)
         self.kinds, self.near_centres = [], []  # per frame "full" | "near" | "-"; centres asked for
+        self.near_sides = []
 
     def frame(self, people, missed=(), unseen=()):
         """``missed``: people the SPPE fails to find this frame; ``unseen``: the detector's."""
@@ -55,8 +56,9 @@ class Scene:
         def seen():
             return detections([p for i, p in enumerate(people) if i not in unseen])
 
-        def near(centres):
+        def near(centres, sides):
             self.near_centres.append(np.asarray(centres).copy())
+            self.near_sides.append(np.asarray(sides).copy())
             return ran.append("near") or seen()
         rois = self.tracker.next_rois(lambda: ran.append("full") or seen(), near if self.near else None)
         self.detected.append(bool(ran))
@@ -214,6 +216,52 @@ def test_recovery_runs_look_near_the_lost_person_and_keep_the_full_schedule():
         scene.frame([(200, 500)] + ([(800, 500)] if t < 2 else []))
     assert scene.kinds == ["full", "-", "-", "near", "full", "near", "near", "-", "full", "-"]
     assert all(np.allclose(c, [[800, 500]]) for c in scene.near_centres)
+    assert all(np.allclose(s, [2 * R * ROI_SCALE]) for s in scene.near_sides)  # and how large
+
+
+def test_a_second_person_lost_during_recovery_is_looked_for_too():
+    """Recovery started for one lost person also looks where another is lost meanwhile."""
+    scene = Scene(near=True, interval=8)
+    people = [(200, 500), (800, 500), (1400, 500)]
+    for t in range(5):
+        missed = {2: (1,), 3: (1, 2)}.get(t, (1, 2) if t > 3 else ())
+        scene.frame(people, missed=missed, unseen=(1, 2) if t >= 2 else ())
+    assert scene.kinds == ["full", "-", "-", "near", "near"]
+    assert np.allclose(scene.near_centres[0], [[800, 500]])
+    assert np.allclose(np.sort(scene.near_centres[1], 0), [[800, 500], [1400, 500]])
+
+
+def test_recovery_looks_where_the_lost_person_was_looked_for():
+    """The place of loss is the ROI the empty crop was cut from, not the ROI read from it (a
+    crop without a person gives noise there)."""
+    tracker = RoiTracker(DetectorConfig(interval=8))
+    rois = tracker.next_rois(lambda: detections([(200, 500), (800, 500)]))
+    tracker.update(rois, np.array([True, True]), np.array([0.9, 0.8]))
+    rois = tracker.next_rois(lambda: None)  # both carried
+    asked = []
+    noise = Rois.from_alignment_points(np.array([[200, 500], [100, 900]], float),
+                                       np.array([[200, 500 - R], [100, 900 - 3 * R]], float))
+    tracker.update(noise, np.array([True, False]), np.array([0.9, 0.1]))
+    tracker.next_rois(lambda: None, lambda c, s: asked.append((c, s)))
+    (centres, sides), = asked
+    np.testing.assert_allclose(centres, rois.centres[1:])
+    np.testing.assert_allclose(sides, rois.sides[1:])
+
+
+def test_a_person_found_again_where_they_were_lost_keeps_the_carried_threshold():
+    """While recovering, a detection within half a lost ROI of the place of loss is the lost
+    person again: it needs only the carried presence; a detection elsewhere the full score."""
+    from core.roi import CARRIED_PRESENCE
+
+    tracker = RoiTracker(DetectorConfig(interval=8))
+    rois = tracker.next_rois(lambda: detections([(200, 500), (800, 500)]))
+    tracker.update(rois, np.array([True, True]), np.array([0.9, 0.8]))
+    rois = tracker.next_rois(lambda: None)  # both carried
+    tracker.update(rois, np.array([True, False]), np.array([0.9, 0.1]))  # (800, 500) lost
+    low = 0.5 * CARRIED_PRESENCE + 0.01
+    rois = tracker.next_rois(lambda: detections([(810, 505), (1500, 500)]))
+    assert len(rois) == 3
+    assert tracker.present(np.array([low, low, low]), 0.5).tolist() == [True, True, False]
 
 
 def test_lost_person_is_recovered_by_the_next_detection():

@@ -272,16 +272,31 @@ def test_fitted_canvas_finds_what_the_square_canvas_finds(nanodet, demo_frames):
 
 
 def test_detect_near_reads_the_tile_around_a_lost_person(npm_nanodet, demo_frames):
-    """A recovery run at the background person's place reads the full view and the one tile
-    nearest it, and finds them; the alternation of scheduled tiles does not move."""
+    """A recovery run for the small background person reads only the tile nearest them (no full
+    view), and finds them; the alternation of scheduled tiles does not move."""
     cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10,
                           tiles_per_run=4)
     det = NanoDetDetector(cfg, "cpu", input_size=(416, 416), score_threshold=0.3)
     centre = np.array([[(BACKGROUND[0] + BACKGROUND[2]) / 2, (BACKGROUND[1] + BACKGROUND[3]) / 2]])
-    picked = det.near_indices(994, 1768, centre)
-    assert len(picked) == 2 and picked[0] == 0
-    x0, y0, x1, y1 = det.views(994, 1768)[picked[1]]
+    picked = det.near_indices(994, 1768, centre, [45.0])
+    assert len(picked) == 1 and picked[0] > 0
+    x0, y0, x1, y1 = det.views(994, 1768)[picked[0]]
     assert x0 <= centre[0, 0] < x1 and y0 <= centre[0, 1] < y1
-    d = det.detect_near(demo_frames[100], centre)
+    d = det.detect_near(demo_frames[100], centre, [45.0])
     assert max(iou(b, BACKGROUND) for b in d.boxes) > 0.5
     assert det.calls == 0
+
+
+@pytest.mark.parametrize("sides, full, tiles", [
+    ([45.0], False, 1),  # small: its tile only
+    ([300.0], True, 0),  # 3 sides do not fit a 640-px tile: the full view
+    ([45.0, 300.0], True, 1),  # one of each
+    ([45.0, 50.0], False, 1),  # two small people in one tile: read once
+])
+def test_near_indices_give_small_people_a_tile_and_large_ones_the_full_view(npm_nanodet, sides, full, tiles):
+    cfg = SimpleNamespace(tiling=True, tile_size=640, tile_overlap=0.4, max_persons=10, tiles_per_run=2)
+    det = NanoDetDetector(cfg, "cpu", input_size=(416, 416))
+    centres = np.array([[1480.0, 613.0]] * len(sides))
+    picked = det.near_indices(994, 1768, centres, sides)
+    assert (0 in picked) == full and int((picked > 0).sum()) == tiles
+    assert det.near_indices(600, 800, centres, sides).tolist() == [0]  # no tiles: the full view
