@@ -10,8 +10,8 @@ import pytest
 from core.detection import Detections
 from core.roi import Rois
 from core.detection.combined import CombinedDetector, box_alignment, merge
-from core.detection.nanodet import (REG_BINS, STRIDES, NanoDetDetector, drop_contained,
-                                    gfl_decode, grid_centres, letterbox, nms)
+from core.detection.nanodet import (MEAN_BGR, REG_BINS, STD_BGR, STRIDES, NanoDetDetector, blob,
+                                    drop_contained, gfl_decode, grid_centres, letterbox, nms)
 
 WOMAN_100 = (915, 518, 1146, 937)  # demo frame 100, measured boxes (x1, y1, x2, y2)
 MAN_100 = (590, 63, 710, 442)
@@ -300,3 +300,13 @@ def test_near_indices_give_small_people_a_tile_and_large_ones_the_full_view(npm_
     picked = det.near_indices(994, 1768, centres, sides)
     assert (0 in picked) == full and int((picked > 0).sum()) == tiles
     assert det.near_indices(600, 800, centres, sides).tolist() == [0]  # no tiles: the full view
+
+
+def test_blob_is_bgr_normalised_nchw():
+    """blob() equals the plain formula: BGR, (x − mean) / std, channels first."""
+    rng = np.random.default_rng(0)
+    canvases = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(2)]
+    plain = ((np.stack(canvases)[..., ::-1].astype(np.float32) - MEAN_BGR) / STD_BGR).transpose(0, 3, 1, 2)
+    out = blob(canvases)
+    assert out.shape == (2, 3, 64, 96) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, plain, atol=1e-5)
