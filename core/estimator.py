@@ -73,7 +73,6 @@ class PoseEstimator:
         self._sppe_layout = get_skeleton(self.sppe.layout)
         self.rois = RoiTracker(config.detector)
         self._background: BackgroundDetector | None = None
-        self._next_frame = False  # a background run joins on the next frame (file mode)
         self._prepared: set[tuple[int, int]] = set()  # frame sizes prepare() has run for
 
     @property
@@ -161,22 +160,14 @@ class PoseEstimator:
         for batch in (1, 2, 3):
             run_sppe(self.sppe, torch.zeros(batch, 3, h, w, device=self.device), self.config.sppe.decode)
 
-    def set_background_detection(self, enabled: bool, next_frame: bool = False) -> None:
-        """Run the detector on a worker thread, or inline (``enabled`` False).
-
-        In the background a detector run starts on a copy of its frame and the frame goes on
-        with the tracked people (``core.detection.background``). Its people join on a later
-        frame: the first whose start finds the run finished (real-time modes: no frame waits
-        for a run), or with ``next_frame`` always the next one, which waits for it if need be
-        (file mode: the run overlaps the frame's SPPE, so the run's cost is split between two
-        frames instead of one frame carrying it whole, and the results do not depend on timing).
-        With nobody tracked the frame detects inline either way."""
+    def set_background_detection(self, enabled: bool) -> None:
+        """Run the detector on a worker thread (real-time modes: no frame waits for a detector
+        run; ``core.detection.background``) or inline (file mode: results independent of timing)."""
         if enabled and self._background is None:
             self._background = BackgroundDetector(self.detector)
         elif not enabled and self._background is not None:
             self._background.close()
             self._background = None
-        self._next_frame = bool(enabled and next_frame)
 
     # ------------------------------------------------------------------------------ steps
 
@@ -186,7 +177,7 @@ class PoseEstimator:
         arrives in (the ``detect`` stage then holds only starting it)."""
         bg = self._background
         if bg is None or len(self.rois.tracked) == 0:
-            # Inline: no worker, or nobody to follow while a run goes on (the start, a seek, an
+            # Inline: file mode, or nobody to follow while a run goes on (the start, a seek, an
             # empty scene), where a pending run would only show an empty frame.
             arrived = None
             if bg is not None:
@@ -196,8 +187,6 @@ class PoseEstimator:
             return self.rois.next_rois(lambda: self.detector(frame_rgb),
                                        None if near is None else lambda c, s: near(frame_rgb, c, s),
                                        arrived)
-        if self._next_frame:
-            bg.wait()  # the run of the frame before joins now, however long it took
         arrived = bg.take()  # before starting another run: a finished one frees the worker
         if arrived is not None and timings is not None:
             timings["detect_background"] = bg.last_ms

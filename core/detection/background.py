@@ -1,4 +1,4 @@
-"""A detector run on a worker thread: in the real-time modes no frame waits for a detector run.
+"""A detector run on a worker thread, for the real-time modes: no frame waits for a detector run.
 
 Synchronous detection puts a whole detector run (NanoDet's views: 25–100 ms on 2 cores) into the
 frames it runs on, and those frames set the real-time latency's tail and the worst frame. Here a
@@ -7,8 +7,7 @@ the tracked people meanwhile; the people the run found join on the first frame a
 as detections of an earlier frame (``core.roi.RoiTracker.next_rois(arrived=...)``). The cost:
 a new person appears a frame or two later. With nobody tracked (the start, after a seek) the
 estimator still detects inline, so a frame never shows nobody only because its run is pending.
-File mode uses it too, with every run joining on the frame after its own (waiting for it there):
-the run overlaps its frame's SPPE, and the results do not depend on timing.
+File mode keeps synchronous detection, whose results do not depend on timing.
 """
 from __future__ import annotations
 

@@ -11,9 +11,7 @@ the stop flag, so nothing busy-waits and every thread notices a stop within ``PO
 
 Modes
     file      every frame, in order, as fast as the slowest stage allows (queues of
-              ``config.pipeline.queue_size`` apply back-pressure down to the decoder). A
-              detector run overlaps its frame's SPPE on a worker thread and its people join on
-              the next frame, whatever its timing.
+              ``config.pipeline.queue_size`` apply back-pressure down to the decoder).
     realtime  the source at its own pace, frames dropped when inference falls behind (counted in
               ``stats()['dropped']``); the queues after infer hold one item, so no queue grows.
               Cameras and streams: the decoder overwrites a one-slot "latest" buffer in front of
@@ -527,10 +525,9 @@ class Pipeline:
     def _infer_loop(self) -> None:
         background = getattr(self.estimator, "set_background_detection", None)
         if background is not None:
-            # real time: no frame waits for a detector run; file mode: a run overlaps its frame's
-            # SPPE and joins on the next frame, so results do not depend on timing.
+            # real time: no frame waits for a detector run; file mode: timing-independent results.
             # Owned by this thread: its worker ends with the run (an estimator outlives pipelines).
-            background(True, next_frame=not self._realtime)
+            background(self._realtime)
         prepare = getattr(self.estimator, "prepare", None)
         if prepare is not None:  # before the first frame is asked for: its time is start-up time
             prepare(int(self.source.height), int(self.source.width))

@@ -13,9 +13,9 @@ Who is who, measured on the video itself (mid-hip point = mean of the COCO hips)
 """
 from __future__ import annotations
 
+import av
 import time
 
-import av
 import numpy as np
 import pytest
 
@@ -301,49 +301,6 @@ def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_
     finally:
         est.set_background_detection(False)
     assert est._background is None and len(est.infer(frame)) == len(first)  # inline again
-
-
-class _Slow:
-    """The real detector, slower than any frame: every run outlasts the SPPE of its frame."""
-
-    def __init__(self, detector, seconds: float):
-        self._detector, self._seconds = detector, seconds
-
-    def __getattr__(self, name):
-        return getattr(self._detector, name)
-
-    def __call__(self, frame):
-        time.sleep(self._seconds)
-        return self._detector(frame)
-
-    def detect_near(self, frame, centres, sides):
-        time.sleep(self._seconds)
-        return self._detector.detect_near(frame, centres, sides)
-
-
-def test_file_mode_background_runs_join_on_the_next_frame_whatever_their_timing(estimator, few_frames):
-    """File mode's worker (``next_frame``): a run started on frame t joins on frame t + 1, which
-    waits for it, so a detector slower than every frame gives the very poses a fast one does,
-    scheduled and recovery runs alike (the frames jump between demo frames: people are lost)."""
-    cfg = Config.load(overrides={"detector": {"interval": 2}})
-    order = [100, 100, 100, 50, 50, 50, 0, 0, 100, 100, 100]
-
-    def run(detector):
-        est = PoseEstimator(cfg, "cpu", detector=detector, sppe=estimator.sppe)
-        est.set_background_detection(True, next_frame=True)
-        est.reset()
-        try:
-            out = [est.infer(few_frames[i]) for i in order]
-            return out, est._background.started
-        finally:
-            est.set_background_detection(False)
-
-    fast, started = run(estimator.detector)
-    slow, _ = run(_Slow(estimator.detector, 0.25))
-    assert started >= 3
-    for a, b in zip(fast, slow):
-        assert len(a) == len(b)
-        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
 
 
 def test_prepare_loads_this_frame_size_without_touching_the_tracking(estimator, few_frames):
