@@ -2,8 +2,8 @@
 
     python bench/bench_roi_tracking.py [--intervals 1 2 4 8 16] [--frames N] [--threads T]
 
-One run of the demo video per interval with the default configuration otherwise (tiled BlazePose
-detector, BlazePose landmark SPPE, regression decode). The reference is interval 1: plain
+One run of the demo video per interval with the default configuration otherwise (default detector,
+BlazePose landmark SPPE, regression decode). The reference is interval 1: plain
 top-down, ROIs from the detector on every frame. For each N it reports throughput (frames / time
 inside ``PoseEstimator.infer``; decoding the video is excluded), process CPU ms per frame (the
 steadier figure on a shared machine), mean per-stage ms, how often the detector ran, people per
@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from core.assets import artefact_path  # noqa: E402
 from core.config import Config  # noqa: E402
-from core.detection.blazepose import BlazePoseDetector  # noqa: E402
+from core.detection import make_detector  # noqa: E402
 from core.estimator import PoseEstimator  # noqa: E402
 from core.oks import compute_oks  # noqa: E402
 
@@ -202,8 +202,8 @@ def main() -> int:
         print(f"interval {n:2d}: {r['fps']:5.2f} fps, detector on {r['detector_runs']} of {r['frames']} frames, "
               f"agreement {r['agreement']}", flush=True)
 
-    full = BlazePoseDetector(Config.load(overrides={"detector": {"tiling": False}}).detector, base.device,
-                             model=base.detector.model)
+    untiled = Config.load(overrides={"detector": {"tiling": False}})
+    full = make_detector(untiled.detector, base.device, untiled.runtime)  # the default detector, full view only
     full_counts = [len(full(f)) for f in frames(video, args.frames)]
     detector_table = {name: {f">={k}": percent_at_least(c, k) for k in (1, 2, 3)}
                       for name, c in (("full view", full_counts), ("full + tiles", tiled_counts))}

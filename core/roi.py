@@ -5,13 +5,14 @@ clockwise; 0 = upright person). The SPPE crops one per person (``core.models.sst
 
 ``RoiTracker`` is BlazePose's detect-then-track scheme, extended to many people. It runs the
 detector on the first frame, every ``interval`` frames (unless ``max_persons`` are already
-tracked), whenever nobody is tracked, and, after a tracked person is lost, on every frame until as
-many people are tracked again (for at most one interval). On other frames each person's crop
+tracked), whenever nobody is tracked, and, after a tracked person is lost, on frames 1, 2, 4, 8, …
+after the loss until as many people are tracked again (for at most one interval), looking where
+they were lost when the detector can (``detect_near``). On other frames each person's crop
 comes from their own previous-frame keypoints. Detections are merged into the carried ROIs:
 a detection that is the same person as a tracked one is dropped (tracking keeps the finer,
 landmark-derived crop). ``interval`` 1 is plain top-down: nothing is carried over. The default
-interval 8 costs 2.65× less CPU than detecting on every frame and finds 97.5 % of its poses again
-(figures and method: docs/roi_tracking.md).
+interval 8 costs 2.65-2.9× less CPU than detecting on every frame (figures and method:
+docs/roi_tracking.md).
 
 Same person (``same_person``): core squares overlapping (IoU > ``nms_iou``), a face on the other's
 torso, or OKS ≥ ``DUPLICATE_OKS`` between the poses.
@@ -201,7 +202,7 @@ class RoiTracker:
         self._carried = 0  # of this frame's ROIs, the first this many were carried over
         self._frame_rois = Rois.empty()  # this frame's ROIs, as next_rois returned them
         self._known = np.zeros(0, bool)  # of those, the people already tracked (``present``)
-        self._recover_left = 0  # frames left in which to look for a lost person on every frame
+        self._recover_left = 0  # frames left in which to look for a lost person
         self._recover_count = 0  # how many people were tracked before the loss
         self._lost = Rois.empty()  # where the people recovery looks for were lost
         self.frames_seen = 0  # frames since the last reset
@@ -220,8 +221,19 @@ class RoiTracker:
         # With max_persons already tracked a periodic detection could add nobody (MediaPipe's
         # one-person behaviour): detect again only when someone is lost.
         full = len(self._tracked) >= max(int(self.cfg.max_persons), 1)
-        return (self.interval == 1 or self._recover_left > 0 or len(self._tracked) == 0
+        return (self.interval == 1 or self._recovery_frame() or len(self._tracked) == 0
                 or (self._since_detect >= self.interval and not full))
+
+    def _recovery_frame(self) -> bool:
+        """Whether this frame looks for a lost person: frames 1, 2, 4, 8, … after the loss, within
+        one interval. A person the SPPE dropped for a frame or two (a small one whose presence
+        flickers, one in mid-flip) is back within the first two; one who has left the scene is
+        not back on the frames after, and looking on every frame cost the demo at full
+        resolution ~9 ms per frame (37 recovery runs)."""
+        if self._recover_left <= 0:
+            return False
+        age = self.interval - self._recover_left + 1  # frames since the loss
+        return age & (age - 1) == 0
 
     def next_rois(self, detect: Callable[[], object],
                   detect_near: Callable[[np.ndarray, np.ndarray], object] | None = None,
@@ -242,7 +254,7 @@ class RoiTracker:
         found = None
         if self.should_detect():
             self.detector_runs += 1
-            focused = (detect_near is not None and self._recover_left > 0 and len(self._lost) > 0
+            focused = (detect_near is not None and self._recovery_frame() and len(self._lost) > 0
                        and len(self._tracked) > 0 and self._since_detect < self.interval)
             if focused:
                 found = detect_near(self._lost.centres, self._lost.sides)
@@ -297,7 +309,7 @@ class RoiTracker:
         the next frame, ``present`` whether the SPPE found a person, ``scores`` its score, and for
         the duplicate rule ``coco`` [N, 17, 2|3] keypoints and ``areas`` [N] (``same_person``;
         without them only the core-square rule applies). A carried person not present starts
-        recovery (detect on every frame); a fresh detection the SPPE finds empty is just dropped
+        recovery (``_recovery_frame``); a fresh detection the SPPE finds empty is just dropped
         (re-detecting would find the same false positive again).
         """
         if len(next_rois) == 0:
@@ -319,8 +331,8 @@ class RoiTracker:
             self._recover_left = 0 if len(keep) >= self._recover_count else self._recover_left - 1
             self._lost = self._lost.concat(lost)  # someone else lost meanwhile: look there too
         elif len(lost):
-            # a tracked person was lost: detect on every frame until as many people are tracked
-            # again as before, for at most one detection interval
+            # a tracked person was lost: look for them (``_recovery_frame``) until as many
+            # people are tracked again as before, for at most one detection interval
             self._recover_left = self.interval
             self._recover_count = self._carried
             self._lost = lost
