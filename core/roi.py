@@ -242,9 +242,9 @@ class RoiTracker:
         returns ``Detections``) the detections that are nobody tracked, at most ``max_persons``.
 
         ``detect_near(centres [M, 2], sides [M])``, when the detector has one, serves the
-        recovery runs between scheduled ones: it looks where the lost people were, as large as
-        their last ROIs were (NanoDet reads a small view around each), and the schedule of full
-        runs goes on undisturbed.
+        recovery runs between scheduled ones: it looks where the lost people were, given how
+        large their ROIs were (NanoDet reads the tile around a small person, the full view for a
+        large one), and the schedule of full runs goes on undisturbed.
 
         A detector running in the background (``core.detection.background``) returns None from
         ``detect``/``detect_near`` (it only starts a run) and hands its finished runs in as

@@ -22,10 +22,10 @@ from core.detection.detections import Detections
 class BackgroundDetector:
     """Wraps a detector (``detector(frame_rgb) -> Detections``, optionally ``detect_near``).
 
-    ``start(frame)`` / ``start_near(frame, centres, sides)`` begin a run when none is in flight (else do
-    nothing: the schedule slips rather than queues); ``take()`` returns the detections of the run
-    that finished since the last ``take()``, or None (``last_ms``: how long it ran). A run's
-    exception is raised by ``take()``.
+    ``start(frame)`` / ``start_near(frame, centres, sides)`` begin a run when none is in flight
+    (else do nothing: the schedule slips rather than queues); ``take()`` returns the detections
+    of the run that finished since the last ``take()``, or None (``last_ms``: how long it ran).
+    A run's exception is raised by ``take()``.
     """
 
     def __init__(self, detector):
