@@ -57,8 +57,8 @@ class DetectorConfig:
     tile_overlap: float = setting(0.4, ge=0, lt=1)
     # nanodet: each run sees the full frame and this many tiles, the next run the next tiles in
     # checkerboard order (0: every tile every run); recovery runs read the tiles near the lost
-    tiles_per_run: int = setting(2, ge=0)
-    interval: int = setting(8, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
+    tiles_per_run: int = setting(1, ge=0)
+    interval: int = setting(6, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
     # NanoDet (nanodet, nanodet+blazepose): canvas each view is letterboxed into (multiples of 32)
     # and its own score threshold (quality-focal scores are modest: people at 0.3-0.9)
     nanodet_height: int = setting(416, ge=32)

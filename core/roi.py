@@ -10,9 +10,9 @@ after the loss until as many people are tracked again (for at most one interval)
 they were lost when the detector can (``detect_near``). On other frames each person's crop
 comes from their own previous-frame keypoints. Detections are merged into the carried ROIs:
 a detection that is the same person as a tracked one is dropped (tracking keeps the finer,
-landmark-derived crop). ``interval`` 1 is plain top-down: nothing is carried over. The default
-interval 8 costs 2.65-2.9× less CPU than detecting on every frame (figures and method:
-docs/roi_tracking.md).
+landmark-derived crop). ``interval`` 1 is plain top-down: nothing is carried over. Interval 8
+cost 2.65-2.9× less CPU than detecting on every frame; the default is 6 (figures and method:
+docs/roi_tracking.md, docs/model_ladder.md).
 
 Same person (``same_person``): core squares overlapping (IoU > ``nms_iou``), a face on the other's
 torso, or OKS ≥ ``DUPLICATE_OKS`` between the poses.

@@ -68,7 +68,7 @@ def test_a_bad_value_leaves_the_section_unchanged():
     cfg = Config.load()
     with pytest.raises(UserError):
         cfg.update({"detector": {"interval": 3, "score_threshold": "high"}})
-    assert cfg.detector.interval == 8 and cfg.detector.score_threshold == 0.5
+    assert cfg.detector.interval == 6 and cfg.detector.score_threshold == 0.5
 
 
 def test_values_are_normalised_and_defaults_are_valid():
