@@ -56,7 +56,8 @@ class DetectorConfig:
     tile_size: int = setting(640, ge=32)
     tile_overlap: float = setting(0.4, ge=0, lt=1)
     # nanodet: each run sees the full frame and this many tiles, the next run the next tiles in
-    # checkerboard order (0: every tile every run); recovery runs read the tiles near the lost
+    # checkerboard order (0: every tile every run); recovery runs read the tile around a small
+    # lost person, the full view for a large one
     tiles_per_run: int = setting(1, ge=0)
     interval: int = setting(6, ge=1)  # run the detector every N frames; track ROIs from keypoints in between
     # NanoDet (nanodet, nanodet+blazepose): canvas each view is letterboxed into (multiples of 32)

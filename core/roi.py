@@ -226,10 +226,10 @@ class RoiTracker:
 
     def _recovery_frame(self) -> bool:
         """Whether this frame looks for a lost person: frames 1, 2, 4, 8, … after the loss, within
-        one interval. A person the SPPE dropped for a frame or two (a small one whose presence
-        flickers, one in mid-flip) is back within the first two; one who has left the scene is
-        not back on the frames after, and looking on every frame cost the demo at full
-        resolution ~9 ms per frame (37 recovery runs)."""
+        one interval. On the demo the people recovery looked for were mostly a small person
+        whose presence flickers (back within the first two) or people who had left the scene
+        (not back on the frames after); looking on every frame there cost the demo at full
+        resolution ~9 ms per frame (37 recovery runs against 23)."""
         if self._recover_left <= 0:
             return False
         age = self.interval - self._recover_left + 1  # frames since the loss
