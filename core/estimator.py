@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from core.detection import make_detector
-from core.detection.background import BackgroundDetector
+from core.detection.background import BackgroundDetector, DeferredDetector
 from core.errors import UserError
 from core.heatmaps import DECODE_METHODS
 from core.models.build import make_sppe
@@ -72,7 +72,8 @@ class PoseEstimator:
                  config.sppe.model, decode)
         self._sppe_layout = get_skeleton(self.sppe.layout)
         self.rois = RoiTracker(config.detector)
-        self._background: BackgroundDetector | None = None
+        # how scheduled runs reach the frames while people are tracked (core.detection.background)
+        self._runner: DeferredDetector | BackgroundDetector = DeferredDetector(self.detector)
         self._prepared: set[tuple[int, int]] = set()  # frame sizes prepare() has run for
 
     @property
@@ -86,10 +87,7 @@ class PoseEstimator:
         """Forget tracked ROIs (seek, new source): the next frame runs the detector (from its
         first state, for detectors that have one: NanoDet's alternating tiles)."""
         self.rois.reset()
-        if self._background is not None:
-            self._background.reset()  # drops a run in flight, then resets the detector
-        elif hasattr(self.detector, "reset"):
-            self.detector.reset()
+        self._runner.reset()  # drops a run not yet merged, then resets the detector
 
     @property
     def tracked_rois(self) -> Rois:
@@ -157,42 +155,40 @@ class PoseEstimator:
         if hasattr(self.detector, "prepare"):
             self.detector.prepare(height, width)
         h, w = self.sppe.input_size
-        for batch in (1, 2, 3):
+        for batch in (1, 2, 3, 4) * 2:
             run_sppe(self.sppe, torch.zeros(batch, 3, h, w, device=self.device), self.config.sppe.decode)
 
     def set_background_detection(self, enabled: bool) -> None:
-        """Run the detector on a worker thread (real-time modes: no frame waits for a detector
-        run; ``core.detection.background``) or inline (file mode: results independent of timing)."""
-        if enabled and self._background is None:
-            self._background = BackgroundDetector(self.detector)
-        elif not enabled and self._background is not None:
-            self._background.close()
-            self._background = None
+        """Run scheduled detector runs on a worker thread (real-time modes: no frame waits for a
+        run) or on the frame they are due, their people joining on the next (file mode, the
+        default: results independent of timing); ``core.detection.background``."""
+        if enabled != isinstance(self._runner, BackgroundDetector):
+            self._runner.close()
+            self._runner = BackgroundDetector(self.detector) if enabled else DeferredDetector(self.detector)
 
     # ------------------------------------------------------------------------------ steps
 
     def _next_rois(self, frame_rgb: np.ndarray, timings: dict | None = None) -> Rois:
-        """This frame's ROIs (``RoiTracker.next_rois``), detecting inline or in the background.
-        A background run's own time goes to ``timings["detect_background"]`` on the frame it
-        arrives in (the ``detect`` stage then holds only starting it)."""
-        bg = self._background
-        if bg is None or len(self.rois.tracked) == 0:
-            # Inline: file mode, or nobody to follow while a run goes on (the start, a seek, an
-            # empty scene), where a pending run would only show an empty frame.
-            arrived = None
-            if bg is not None:
-                bg.wait()  # the detector is not re-entrant: a run in flight finishes first
-                arrived = bg.take()
-            near = getattr(self.detector, "detect_near", None)
-            return self.rois.next_rois(lambda: self.detector(frame_rgb),
-                                       None if near is None else lambda c, s: near(frame_rgb, c, s),
-                                       arrived)
-        arrived = bg.take()  # before starting another run: a finished one frees the worker
-        if arrived is not None and timings is not None:
-            timings["detect_background"] = bg.last_ms
-        return self.rois.next_rois(lambda: bg.start(frame_rgb),
-                                   (lambda c, s: bg.start_near(frame_rgb, c, s)) if bg.has_near else None,
-                                   arrived)
+        """This frame's ROIs (``RoiTracker.next_rois``). While people are tracked, scheduled runs
+        go through the runner and their people join on a later frame; recovery runs (looking
+        where a tracked person was lost) run inline, except on the background runner. With
+        nobody to follow (the start, a seek, an empty scene) or nothing carried (``interval`` 1,
+        plain top-down) the detector runs inline and its people show at once. A background run's
+        own time goes to ``timings["detect_background"]`` on the frame it arrives in (the
+        ``detect`` stage then holds only starting it)."""
+        runner = self._runner
+        detect_near = getattr(self.detector, "detect_near", None)
+        near = None if detect_near is None else lambda c, s: detect_near(frame_rgb, c, s)
+        if len(self.rois.tracked) == 0 or self.rois.interval == 1:
+            runner.wait()  # the detector is not re-entrant: a run in flight finishes first
+            return self.rois.next_rois(lambda: self.detector(frame_rgb), near, runner.take())
+        arrived = runner.take()  # before starting another run: a finished one frees the worker
+        if arrived is not None and timings is not None and runner.off_thread:
+            timings["detect_background"] = runner.last_ms
+        if near is not None and runner.off_thread:
+            near = lambda c, s: runner.start_near(frame_rgb, c, s)  # noqa: E731
+        # else inline: a recovery run reads little and finds the lost person on the frame itself
+        return self.rois.next_rois(lambda: runner.start(frame_rgb), near, arrived)
 
     def _crops(self, frame_rgb: np.ndarray, theta: np.ndarray) -> torch.Tensor:
         """[N, 3, h, w] SPPE input in [0, 1] for the ROIs' image → crop affines θ [N, 2, 3]: on CPU one

@@ -248,14 +248,17 @@ class RoiTracker:
 
         A detector running in the background (``core.detection.background``) returns None from
         ``detect``/``detect_near`` (it only starts a run) and hands its finished runs in as
-        ``arrived``: detections of an earlier frame, merged here like this frame's own."""
+        ``arrived``: detections of an earlier frame, merged here like this frame's own. A frame
+        that merges arrivals starts no scheduled run (it starts on the next frame: the frame
+        that reads the new people does not also pay for a run); recovery runs are not held
+        back."""
         carried = self._tracked if self.interval > 1 else Rois.empty()
         self.frames_seen += 1
         found = None
-        if self.should_detect():
+        focused = (detect_near is not None and self._recovery_frame() and len(self._lost) > 0
+                   and len(self._tracked) > 0 and self._since_detect < self.interval)
+        if self.should_detect() and (arrived is None or focused):
             self.detector_runs += 1
-            focused = (detect_near is not None and self._recovery_frame() and len(self._lost) > 0
-                       and len(self._tracked) > 0 and self._since_detect < self.interval)
             if focused:
                 found = detect_near(self._lost.centres, self._lost.sides)
                 self._since_detect += 1

@@ -1,13 +1,19 @@
-"""A detector run on a worker thread, for the real-time modes: no frame waits for a detector run.
+"""Detector runners: how scheduled detector runs reach the frames while people are tracked.
 
-Synchronous detection puts a whole detector run (NanoDet's views: 25–100 ms on 2 cores) into the
-frames it runs on, and those frames set the real-time latency's tail and the worst frame. Here a
-run starts on a copy of the frame (the renderer draws on the original) and the SPPE goes on with
-the tracked people meanwhile; the people the run found join on the first frame after it finishes,
-as detections of an earlier frame (``core.roi.RoiTracker.next_rois(arrived=...)``). The cost:
-a new person appears a frame or two later. With nobody tracked (the start, after a seek) the
-estimator still detects inline, so a frame never shows nobody only because its run is pending.
-File mode keeps synchronous detection, whose results do not depend on timing.
+Both hand a run's people over on a later frame than the one it ran on, as detections of an
+earlier frame (``core.roi.RoiTracker.next_rois(arrived=...)``), so the frame that pays for a run
+never also pays for reading the new people it found (a frame merging arrivals starts no
+scheduled run). With nobody tracked (the start, after a seek) the estimator still detects inline
+and merges at once, so a frame never shows nobody only because a run is pending.
+
+- ``DeferredDetector`` (file mode): the run happens on the frame it is due, on the calling
+  thread; its people join on the next frame. Results do not depend on timing. Recovery runs
+  (``detect_near``) stay inline: they read only the views around the lost people and find a
+  flickering small person again on the frame itself.
+- ``BackgroundDetector`` (real-time modes): every run happens on a worker thread on a copy of
+  the frame (the renderer draws on the original) while the SPPE goes on with the tracked
+  people; its people join on the first frame after it finishes, so no frame waits for a run.
+  A new person appears a frame or two later.
 """
 from __future__ import annotations
 
@@ -19,6 +25,47 @@ import numpy as np
 from core.detection.detections import Detections
 
 
+class DeferredDetector:
+    """Wraps a detector (``detector(frame_rgb) -> Detections``) with ``BackgroundDetector``'s
+    interface for scheduled runs, synchronously: ``start(frame)`` runs it now, on the calling
+    thread, and ``take()`` returns those detections (once) on the next call, i.e. the next frame.
+    On the demo at width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE
+    read ~0.45 more; on one frame together they made the worst frames.
+    """
+
+    off_thread = False  # a run's time is in the ``detect`` stage of the frame it ran on
+    busy = False  # nothing ever runs between calls
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.name = getattr(detector, "name", "?")
+        self._pending: Detections | None = None
+        self.started = 0  # runs started (for measurement)
+        self.last_ms = 0.0  # how long the run take() returned took
+
+    def start(self, frame_rgb: np.ndarray) -> None:
+        if self._pending is not None:  # not yet taken: the schedule slips, as in the background
+            return
+        self.started += 1
+        self._pending, self.last_ms = _timed(self.detector, frame_rgb)
+
+    def wait(self) -> None:
+        """Nothing is ever in flight."""
+
+    def take(self) -> Detections | None:
+        out, self._pending = self._pending, None
+        return out
+
+    def reset(self) -> None:
+        """Drop a run not yet taken (a seek, a new source) and reset the detector's own state."""
+        self._pending = None
+        if hasattr(self.detector, "reset"):
+            self.detector.reset()
+
+    def close(self) -> None:
+        self.reset()
+
+
 class BackgroundDetector:
     """Wraps a detector (``detector(frame_rgb) -> Detections``, optionally ``detect_near``).
 
@@ -28,10 +75,11 @@ class BackgroundDetector:
     A run's exception is raised by ``take()``.
     """
 
+    off_thread = True  # a run's time is reported as ``detect_background`` on the frame it arrives in
+
     def __init__(self, detector):
         self.detector = detector
         self.name = getattr(detector, "name", "?")
-        self.has_near = hasattr(detector, "detect_near")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rmpe-detect")
         self._future: Future | None = None
         self.started = 0  # runs started (for measurement)

@@ -179,7 +179,7 @@ class NanoDetDetector:
         """Build and run once the model of every canvas this frame size uses (batch 1 and 2), so
         that no frame pays for a session's creation or first run; the schedule is untouched."""
         for size in {self.canvas(y1 - y0, x1 - x0) for x0, y0, x1, y1 in self.views(height, width)}:
-            for batch in (1, 2):
+            for batch in (1, 2) * 2:
                 self._model(size)(torch.zeros(batch, 3, *size))
 
     def _model(self, canvas: tuple[int, int]):

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from core.config import Config
+from core.detection.background import DeferredDetector
 from core.errors import UserError
 from core.estimator import PoseEstimator
 from core.models.zoo import resolve_device
@@ -280,7 +281,7 @@ def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_
     est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
     est.set_background_detection(True)
     est.reset()  # the shared detector's tile schedule starts again, as for the inline run
-    bg = est._background
+    bg = est._runner
     try:
         got = est.infer(frame)  # nobody tracked: inline
         assert bg.started == 0 and len(got) == len(first) >= 2
@@ -300,7 +301,27 @@ def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_
         assert bg.take() is None and not bg.busy
     finally:
         est.set_background_detection(False)
-    assert est._background is None and len(est.infer(frame)) == len(first)  # inline again
+    assert isinstance(est._runner, DeferredDetector)
+    assert len(est.infer(frame)) == len(first)  # synchronous again
+
+
+def test_file_mode_reads_a_scheduled_runs_people_on_the_next_frame(estimator, few_frames):
+    """By default (file mode) a scheduled run happens on the frame it is due, in that frame's
+    ``detect`` stage, and the people it found are read on the next frame: no frame pays for a
+    run and for reading new people. Everything stays synchronous (no worker thread)."""
+    frame = few_frames[100]
+    cfg = Config.load(overrides={"detector": {"interval": 2}})
+    est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
+    est.reset()
+    everyone = len(est.infer(frame))  # nobody tracked: inline, shown at once
+    assert everyone >= 2 and isinstance(est._runner, DeferredDetector)
+    est.rois._tracked = est.rois._tracked.select([0])  # forget all but one person
+    timings = [{} for _ in range(3)]
+    counts = [len(est.infer(frame, t)) for t in timings]  # carried; a scheduled run; its arrival
+    assert counts[:2] == [1, 1] and 2 <= counts[2] <= everyone, counts  # (one tile a run: not all)
+    assert est._runner.started == 1 and est._runner.last_ms > 0
+    assert timings[1]["detect"] >= 0.5 * est._runner.last_ms > timings[2]["detect"]
+    assert "detect_background" not in timings[2]  # its time is in the frame it ran on
 
 
 def test_prepare_loads_this_frame_size_without_touching_the_tracking(estimator, few_frames):

@@ -369,19 +369,26 @@ def test_carried_people_need_less_presence_than_fresh_detections():
     assert tracker.present(np.array([0.45, 0.45]), 0.5).tolist() == [True, False]
 
 
-def test_background_runs_start_without_results_and_merge_when_they_arrive():
-    """A detector on a worker thread: ``detect`` only starts a run (returns None); its people
-    join as ``arrived`` on a later frame, and the schedule counts the start as the run."""
+def test_runs_start_without_results_and_merge_when_they_arrive():
+    """A deferred or background runner: ``detect`` only starts a run (returns None); its people
+    join as ``arrived`` on a later frame, the schedule counts the start as the run, and a frame
+    that merges arrivals starts no run (a due one starts on the next frame)."""
     tracker = RoiTracker(DetectorConfig(interval=4))
     started = []
     rois = tracker.next_rois(lambda: started.append(0))  # nobody tracked: a run starts
     assert started == [0] and len(rois) == 0
     tracker.update(rois, np.zeros(0, bool), np.zeros(0))
     rois = tracker.next_rois(lambda: started.append(1), arrived=detections([(200, 500), (800, 500)]))
-    assert started == [0, 1] and len(rois) == 2  # still nobody tracked: another start; two arrive
+    assert started == [0] and len(rois) == 2  # nobody tracked, but two arrive: read them first
     present = np.ones(2, bool)
     next_rois = Rois.from_alignment_points(np.array([[200, 500], [800, 500]], float),
                                            np.array([[200, 500 - R], [800, 500 - R]], float))
     tracker.update(next_rois, present, np.array([0.9, 0.8]))
-    rois = tracker.next_rois(lambda: started.append(2), arrived=detections([(200, 500)]))
-    assert started == [0, 1] and len(rois) == 2  # the arrival is a tracked person: not added twice
+    for frame in range(2, 4):  # carried, runs not due yet
+        rois = tracker.next_rois(lambda: started.append(frame))
+        tracker.update(next_rois, present, np.array([0.9, 0.8]))
+    rois = tracker.next_rois(lambda: started.append(4), arrived=detections([(200, 500)]))
+    assert started == [0] and len(rois) == 2  # due, but an arrival: not added twice, no run
+    tracker.update(next_rois, present, np.array([0.9, 0.8]))
+    rois = tracker.next_rois(lambda: started.append(5))
+    assert started == [0, 5] and len(rois) == 2  # the due run starts on the next frame
