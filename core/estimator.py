@@ -145,10 +145,13 @@ class PoseEstimator:
         return pose_nms(poses, self.config.pose_nms.preset)
 
     def prepare(self, height: int, width: int) -> None:
-        """Load and run every model once for frames of this size, before frames flow: sessions
-        that are built or first run lazily (NanoDet's canvas for this aspect, ONNX Runtime's first
-        call at each batch size) would otherwise cost the first frames several times the median.
-        Once per size; the tracking state is left as it was."""
+        """Load and run every model for frames of this size, before frames flow: sessions that are
+        built or first run lazily (NanoDet's canvas for this aspect, ONNX Runtime's first calls
+        at each batch size) would otherwise cost the first frames several times the median. Each
+        shape runs twice: ONNX Runtime's second run at a new shape still cost ~1.5x its later
+        ones (SPPE batch 3 right after one warm-up run: 28 ms against 19). Batches 1-4 cover the
+        demo's frames (tracked people plus a run's new ones). Once per size; the tracking state
+        is left as it was."""
         if (height, width) in self._prepared or height <= 0 or width <= 0:
             return
         self._prepared.add((height, width))

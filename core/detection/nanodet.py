@@ -176,8 +176,9 @@ class NanoDetDetector:
         self.calls = 0  # detect_batch calls so far (which checkerboard half of the tiles is seen)
 
     def prepare(self, height: int, width: int) -> None:
-        """Build and run once the model of every canvas this frame size uses (batch 1 and 2), so
-        that no frame pays for a session's creation or first run; the schedule is untouched."""
+        """Build the model of every canvas this frame size uses and run it twice at batch 1 and 2
+        (``PoseEstimator.prepare``: ONNX Runtime's early runs at a shape are slow), so that no
+        frame pays for a session's creation or first runs; the schedule is untouched."""
         for size in {self.canvas(y1 - y0, x1 - x0) for x0, y0, x1, y1 in self.views(height, width)}:
             for batch in (1, 2) * 2:
                 self._model(size)(torch.zeros(batch, 3, *size))
