@@ -246,9 +246,10 @@ class RoiTracker:
         large their ROIs were (NanoDet reads the tile around a small person, the full view for a
         large one), and the schedule of full runs goes on undisturbed.
 
-        A detector running in the background (``core.detection.background``) returns None from
-        ``detect``/``detect_near`` (it only starts a run) and hands its finished runs in as
-        ``arrived``: detections of an earlier frame, merged here like this frame's own. A frame
+        A detector run through a runner (``core.detection.background``: deferred in file mode,
+        on a worker thread in real time) returns None from ``detect``/``detect_near`` (it only
+        starts a run) and hands its finished runs in as ``arrived``: detections of an earlier
+        frame, merged here like this frame's own. A frame
         that merges arrivals starts no scheduled run (it starts on the next frame: the frame
         that reads the new people does not also pay for a run); recovery runs are not held
         back."""
