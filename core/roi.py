@@ -249,10 +249,9 @@ class RoiTracker:
         A detector run through a runner (``core.detection.background``: deferred in file mode,
         on a worker thread in real time) returns None from ``detect``/``detect_near`` (it only
         starts a run) and hands its finished runs in as ``arrived``: detections of an earlier
-        frame, merged here like this frame's own. A frame
-        that merges arrivals starts no scheduled run (it starts on the next frame: the frame
-        that reads the new people does not also pay for a run); recovery runs are not held
-        back."""
+        frame, merged here like this frame's own. A frame that merges arrivals starts no
+        scheduled run (it starts on the next frame: the frame that reads the new people does
+        not also pay for a run); recovery runs are not held back."""
         carried = self._tracked if self.interval > 1 else Rois.empty()
         self.frames_seen += 1
         found = None

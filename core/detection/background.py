@@ -34,11 +34,9 @@ class DeferredDetector:
     """
 
     off_thread = False  # a run's time is in the ``detect`` stage of the frame it ran on
-    busy = False  # nothing ever runs between calls
 
     def __init__(self, detector):
         self.detector = detector
-        self.name = getattr(detector, "name", "?")
         self._pending: Detections | None = None
         self.started = 0  # runs started (for measurement)
         self.last_ms = 0.0  # how long the run take() returned took

@@ -14,8 +14,6 @@ Who is who, measured on the video itself (mid-hip point = mean of the COCO hips)
 from __future__ import annotations
 
 import av
-import time
-
 import numpy as np
 import pytest
 
