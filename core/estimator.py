@@ -164,7 +164,9 @@ class PoseEstimator:
     def set_background_detection(self, enabled: bool) -> None:
         """Run scheduled detector runs on a worker thread (real-time modes: no frame waits for a
         run) or on the frame they are due, their people joining on the next (file mode, the
-        default: results independent of timing); ``core.detection.background``."""
+        default: results independent of timing); ``core.detection.background``. Either way a
+        run in flight finishes first (a pipeline ending hands back an idle estimator)."""
+        self._runner.wait()
         if enabled != isinstance(self._runner, BackgroundDetector):
             self._runner.close()
             self._runner = BackgroundDetector(self.detector) if enabled else DeferredDetector(self.detector)
@@ -176,9 +178,10 @@ class PoseEstimator:
         go through the runner and their people join on a later frame; recovery runs (looking
         where a tracked person was lost) run inline, except on the background runner. With
         nobody to follow (the start, a seek, an empty scene) or nothing carried (``interval`` 1,
-        plain top-down) the detector runs inline and its people show at once. A background run's
-        own time goes to ``timings["detect_background"]`` on the frame it arrives in (the
-        ``detect`` stage then holds only starting it)."""
+        plain top-down) the detector runs inline and its people show at once. A scheduled run's
+        own time on its worker goes to ``timings["detect_background"]`` on the frame it arrives
+        in; ``detect`` holds starting it on its own frame and, in file mode, waiting for it on
+        the next."""
         runner = self._runner
         detect_near = getattr(self.detector, "detect_near", None)
         near = None if detect_near is None else lambda c, s: detect_near(frame_rgb, c, s)
@@ -186,9 +189,9 @@ class PoseEstimator:
             runner.wait()  # the detector is not re-entrant: a run in flight finishes first
             return self.rois.next_rois(lambda: self.detector(frame_rgb), near, runner.take())
         arrived = runner.take()  # before starting another run: a finished one frees the worker
-        if arrived is not None and timings is not None and runner.off_thread:
+        if arrived is not None and timings is not None:
             timings["detect_background"] = runner.last_ms
-        if near is not None and runner.off_thread:
+        if near is not None and not runner.inline_recovery:
             near = lambda c, s: runner.start_near(frame_rgb, c, s)  # noqa: E731
         # else inline: a recovery run reads little and finds the lost person on the frame itself
         return self.rois.next_rois(lambda: runner.start(frame_rgb), near, arrived)

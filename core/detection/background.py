@@ -1,22 +1,24 @@
 """Detector runners: how scheduled detector runs reach the frames while people are tracked.
 
-Both hand a run's people over on a later frame than the one it ran on, as detections of an
-earlier frame (``core.roi.RoiTracker.next_rois(arrived=...)``), so the frame that pays for a run
-never also pays for reading the new people it found (a frame merging arrivals starts no
-scheduled run). With nobody tracked (the start, after a seek) the estimator still detects inline
-and merges at once, so a frame never shows nobody only because a run is pending.
+Both run a scheduled run on a worker thread, on a copy of the frame (the renderer draws on the
+original), while the SPPE reads the tracked people, and hand its people over on a later frame
+than the one it was due on, as detections of an earlier frame
+(``core.roi.RoiTracker.next_rois(arrived=...)``), so the frame that pays for a run never also
+pays for reading the new people it found (a frame merging arrivals starts no scheduled run).
+With nobody tracked (the start, after a seek) the estimator still detects inline and merges at
+once, so a frame never shows nobody only because a run is pending.
 
-- ``DeferredDetector`` (file mode): the run happens on the frame it is due, on the calling
-  thread; its people join on the next frame. Results do not depend on timing. Recovery runs
-  (``detect_near``) stay inline: they read only the views around the lost people and find a
-  flickering small person again on the frame itself.
-- ``BackgroundDetector`` (real-time modes): every run happens on a worker thread on a copy of
-  the frame (the renderer draws on the original) while the SPPE goes on with the tracked
-  people; its people join on the first frame after it finishes, so no frame waits for a run.
-  A new person appears a frame or two later.
+- ``DeferredDetector`` (file mode): the next frame waits for the run, so its people join on
+  exactly the next frame and results do not depend on timing; the run overlaps its own frame's
+  SPPE on the second core. Recovery runs (``detect_near``) stay inline: they read only the views
+  around the lost people and find a flickering small person again on the frame itself.
+- ``BackgroundDetector`` (real-time modes): recovery runs go to the worker too, and the people
+  of a run join on the first frame after it finishes, so no frame waits for a run. A new person
+  appears a frame or two later.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -27,36 +29,63 @@ from core.detection.detections import Detections
 
 class DeferredDetector:
     """Wraps a detector (``detector(frame_rgb) -> Detections``) with ``BackgroundDetector``'s
-    interface for scheduled runs, synchronously: ``start(frame)`` runs it now, on the calling
-    thread, and ``take()`` returns those detections (once) on the next call, i.e. the next frame.
-    On the demo at width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE
-    read ~0.45 more; on one frame together they made the worst frames.
+    interface for scheduled runs: ``start(frame)`` begins a run on a thread of its own (one per
+    run: nothing outlives a run), ``take()`` on the next frame waits for it and returns its
+    detections (a run's exception is raised there), once.
+
+    At width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE read ~0.45
+    more; on one frame together they made the worst frames. Run inline and read a frame later,
+    the run's frame still paid for all of it (worst / median frame 2.7-3.2 over 3 runs, loaded
+    host); overlapped with that frame's SPPE and joined on the next, 2.4-2.7 (docs/roi_tracking.md).
     """
 
-    off_thread = False  # a run's time is in the ``detect`` stage of the frame it ran on
+    inline_recovery = True  # the estimator runs ``detect_near`` on the calling thread
 
     def __init__(self, detector):
         self.detector = detector
-        self._pending: Detections | None = None
+        self._thread: threading.Thread | None = None
+        self._outcome: list = []  # [(detections, ms)] or [exception], filled by the run's thread
         self.started = 0  # runs started (for measurement)
-        self.last_ms = 0.0  # how long the run take() returned took
+        self.last_ms = 0.0  # how long the run take() returned took on its thread
 
     def start(self, frame_rgb: np.ndarray) -> None:
-        if self._pending is not None:  # not yet taken: the schedule slips, as in the background
+        if self._thread is not None:  # not yet taken: the schedule slips, as in the background
             return
         self.started += 1
-        self._pending, self.last_ms = _timed(self.detector, frame_rgb)
+        frame, outcome = np.array(frame_rgb, copy=True), []
+
+        def run() -> None:
+            try:
+                outcome.append(_timed(self.detector, frame))
+            except BaseException as error:  # handed to the frame that takes the run
+                outcome.append(error)
+
+        self._outcome = outcome
+        # not a daemon: an exit mid-run waits for it (ms) instead of tearing down the runtime under it
+        self._thread = threading.Thread(target=run, name="rmpe-detect-next")
+        self._thread.start()
 
     def wait(self) -> None:
-        """Nothing is ever in flight."""
+        """Until the run in flight (if any) has finished."""
+        if self._thread is not None:
+            self._thread.join()
 
     def take(self) -> Detections | None:
-        out, self._pending = self._pending, None
-        return out
+        if self._thread is None:
+            return None
+        self._thread.join()
+        self._thread = None
+        (outcome,) = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        detections, self.last_ms = outcome
+        return detections
 
     def reset(self) -> None:
-        """Drop a run not yet taken (a seek, a new source) and reset the detector's own state."""
-        self._pending = None
+        """Drop a run not yet taken (a seek, a new source; it finishes first, ms) and reset the
+        detector's own state."""
+        self.wait()
+        self._thread = None
         if hasattr(self.detector, "reset"):
             self.detector.reset()
 
@@ -73,7 +102,7 @@ class BackgroundDetector:
     A run's exception is raised by ``take()``.
     """
 
-    off_thread = True  # a run's time is reported as ``detect_background`` on the frame it arrives in
+    inline_recovery = False  # ``detect_near`` runs go through ``start_near``
 
     def __init__(self, detector):
         self.detector = detector

@@ -12,9 +12,10 @@ the stop flag, so nothing busy-waits and every thread notices a stop within ``PO
 Modes
     file      every frame, in order, as fast as the slowest stage allows (queues of
               ``config.pipeline.queue_size`` apply back-pressure down to the decoder). A
-              scheduled detector run happens on the frame it is due and the new people it found
-              are read on the next frame (``core.detection.background.DeferredDetector``):
-              results do not depend on timing, and no frame pays for both.
+              scheduled detector run starts on a worker on the frame it is due, alongside that
+              frame's SPPE, and the next frame waits for it and reads the new people it found
+              (``core.detection.background.DeferredDetector``): results do not depend on
+              timing, and no frame pays for both.
     realtime  the source at its own pace, frames dropped when inference falls behind (counted in
               ``stats()['dropped']``); the queues after infer hold one item, so no queue grows.
               Cameras and streams: the decoder overwrites a one-slot "latest" buffer in front of

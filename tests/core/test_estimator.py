@@ -13,6 +13,9 @@ Who is who, measured on the video itself (mid-hip point = mean of the COCO hips)
 """
 from __future__ import annotations
 
+import threading
+import time
+
 import av
 import numpy as np
 import pytest
@@ -304,22 +307,48 @@ def test_background_detection_keeps_frames_from_waiting_for_runs(estimator, few_
 
 
 def test_file_mode_reads_a_scheduled_runs_people_on_the_next_frame(estimator, few_frames):
-    """By default (file mode) a scheduled run happens on the frame it is due, in that frame's
-    ``detect`` stage, and the people it found are read on the next frame: no frame pays for a
-    run and for reading new people. Everything stays synchronous (no worker thread)."""
+    """By default (file mode) a scheduled run starts on a worker on the frame it is due, while
+    that frame's SPPE reads the tracked people, and the next frame waits for it and reads the
+    people it found: no frame pays for a run and for reading new people, and when they join does
+    not depend on timing (a run slowed down still joins on exactly the next frame). A run's
+    error reaches the frame that takes it."""
     frame = few_frames[100]
     cfg = Config.load(overrides={"detector": {"interval": 2}})
     est = PoseEstimator(cfg, "cpu", detector=estimator.detector, sppe=estimator.sppe)
     est.reset()
     everyone = len(est.infer(frame))  # nobody tracked: inline, shown at once
     assert everyone >= 2 and isinstance(est._runner, DeferredDetector)
+    runner = est._runner
+    threads = []
+    detect = est.detector.__call__
+
+    def slow_detect(image):  # the real detector, slowed down
+        threads.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return detect(image)
+
+    runner.detector = slow_detect
     est.rois._tracked = est.rois._tracked.select([0])  # forget all but one person
     timings = [{} for _ in range(3)]
-    counts = [len(est.infer(frame, t)) for t in timings]  # carried; a scheduled run; its arrival
+    counts = []
+    for t in timings:  # carried; a scheduled run (started, not waited for); its arrival
+        t0 = time.perf_counter()
+        counts.append(len(est.infer(frame, t)))
+        t["wall"] = (time.perf_counter() - t0) * 1e3
     assert counts[:2] == [1, 1] and 2 <= counts[2] <= everyone, counts  # (one tile a run: not all)
-    assert est._runner.started == 1 and est._runner.last_ms > 0
-    assert timings[1]["detect"] >= 0.5 * est._runner.last_ms > timings[2]["detect"]
-    assert "detect_background" not in timings[2]  # its time is in the frame it ran on
+    assert runner.started == 1 and threads == ["rmpe-detect-next"]
+    assert timings[1]["wall"] < 300 and timings[2]["detect"] > 150  # the run's frame did not wait; the next did
+    assert timings[2]["detect_background"] == runner.last_ms >= 300 and runner.take() is None
+
+    def failing(image):
+        raise RuntimeError("detector failed")
+
+    runner.detector = failing
+    est.rois._tracked = est.rois._tracked.select([0])
+    est.infer(frame)  # the run due since the arrival frame starts and fails on its worker...
+    with pytest.raises(RuntimeError, match="detector failed"):
+        est.infer(frame)  # ...and the frame that takes it says so
+    runner.detector = est.detector
 
 
 def test_prepare_loads_this_frame_size_without_touching_the_tracking(estimator, few_frames):
