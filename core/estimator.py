@@ -162,8 +162,8 @@ class PoseEstimator:
             run_sppe(self.sppe, torch.zeros(batch, 3, h, w, device=self.device), self.config.sppe.decode)
 
     def set_background_detection(self, enabled: bool) -> None:
-        """Run scheduled detector runs on a worker thread (real-time modes: no frame waits for a
-        run) or on the frame they are due, their people joining on the next (file mode, the
+        """Run scheduled detector runs on a worker whose people join once it finishes (real-time
+        modes: no frame waits for a run) or on a worker the next frame waits for (file mode, the
         default: results independent of timing); ``core.detection.background``. Either way a
         run in flight finishes first (a pipeline ending hands back an idle estimator)."""
         self._runner.wait()
