@@ -35,8 +35,8 @@ class DeferredDetector:
 
     At width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE read ~0.45
     more; on one frame together they made the worst frames. Run inline and read a frame later,
-    the run's frame still paid for all of it (worst / median frame 2.7-3.2 over 3 runs, loaded
-    host); overlapped with that frame's SPPE and joined on the next, 2.4-2.7 (docs/roi_tracking.md).
+    the run's frame still paid for all of it (worst / median frame 2.6-3.3 over 7 runs, loaded
+    host); overlapped with that frame's SPPE and joined on the next, 2.4-2.9 (docs/roi_tracking.md).
     """
 
     inline_recovery = True  # the estimator runs ``detect_near`` on the calling thread
