@@ -324,7 +324,7 @@ def test_file_mode_reads_a_scheduled_runs_people_on_the_next_frame(estimator, fe
 
     def slow_detect(image):  # the real detector, slowed down
         threads.append(threading.current_thread().name)
-        time.sleep(0.3)
+        time.sleep(1.0)  # far above a frame's own time even on a loaded machine
         return detect(image)
 
     runner.detector = slow_detect
@@ -337,8 +337,8 @@ def test_file_mode_reads_a_scheduled_runs_people_on_the_next_frame(estimator, fe
         t["wall"] = (time.perf_counter() - t0) * 1e3
     assert counts[:2] == [1, 1] and 2 <= counts[2] <= everyone, counts  # (one tile a run: not all)
     assert runner.started == 1 and threads == ["rmpe-detect-next"]
-    assert timings[1]["wall"] < 300 and timings[2]["detect"] > 150  # the run's frame did not wait; the next did
-    assert timings[2]["detect_background"] == runner.last_ms >= 300 and runner.take() is None
+    assert timings[1]["wall"] < 1000 and timings[2]["detect"] > 500  # the run's frame did not wait; the next did
+    assert timings[2]["detect_background"] == runner.last_ms >= 1000 and runner.take() is None
 
     def failing(image):
         raise RuntimeError("detector failed")
