@@ -20,26 +20,22 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
 from core.detection.detections import Detections
 
 
-class DeferredDetector:
-    """Wraps a detector (``detector(frame_rgb) -> Detections``) with ``BackgroundDetector``'s
-    interface for scheduled runs: ``start(frame)`` begins a run on a thread of its own (one per
-    run: nothing outlives a run), ``take()`` on the next frame waits for it and returns its
-    detections (a run's exception is raised there), once.
+class _Runner:
+    """A detector (``detector(frame_rgb) -> Detections``) run on a thread of its own per run, on a
+    copy of the frame: one run in flight at most, and no thread outlives its run (a pipeline that
+    ends leaves none behind). ``start(frame)`` begins a run when none is pending (else nothing
+    happens: the schedule slips rather than queues); ``take()`` returns the detections of the
+    run once (``last_ms``: how long it ran), or None; a run's exception is raised there."""
 
-    At width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE read ~0.45
-    more; on one frame together they made the worst frames. Run inline and read a frame later,
-    the run's frame still paid for all of it (worst / median frame 2.6-3.3 over 7 runs, loaded
-    host); overlapped with that frame's SPPE and joined on the next, 2.4-2.9 (docs/roi_tracking.md).
-    """
-
-    inline_recovery = True  # the estimator runs ``detect_near`` on the calling thread
+    inline_recovery: bool  # whether the estimator runs ``detect_near`` on the calling thread
+    waits_at_take: bool  # take() waits for a run in flight (else returns None until it is done)
+    thread_name: str
 
     def __init__(self, detector):
         self.detector = detector
@@ -48,21 +44,28 @@ class DeferredDetector:
         self.started = 0  # runs started (for measurement)
         self.last_ms = 0.0  # how long the run take() returned took on its thread
 
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self, frame_rgb: np.ndarray) -> None:
-        if self._thread is not None:  # not yet taken: the schedule slips, as in the background
+        self._start(self.detector, frame_rgb)
+
+    def _start(self, fn, frame_rgb, *args) -> None:
+        if self._thread is not None:  # in flight, or finished and not yet taken
             return
         self.started += 1
         frame, outcome = np.array(frame_rgb, copy=True), []
 
         def run() -> None:
             try:
-                outcome.append(_timed(self.detector, frame))
+                outcome.append(_timed(fn, frame, *args))
             except BaseException as error:  # handed to the frame that takes the run
                 outcome.append(error)
 
         self._outcome = outcome
         # not a daemon: an exit mid-run waits for it (ms) instead of tearing down the runtime under it
-        self._thread = threading.Thread(target=run, name="rmpe-detect-next")
+        self._thread = threading.Thread(target=run, name=self.thread_name)
         self._thread.start()
 
     def wait(self) -> None:
@@ -71,7 +74,7 @@ class DeferredDetector:
             self._thread.join()
 
     def take(self) -> Detections | None:
-        if self._thread is None:
+        if self._thread is None or (self._thread.is_alive() and not self.waits_at_take):
             return None
         self._thread.join()
         self._thread = None
@@ -82,8 +85,8 @@ class DeferredDetector:
         return detections
 
     def reset(self) -> None:
-        """Drop a run not yet taken (a seek, a new source; it finishes first, ms) and reset the
-        detector's own state."""
+        """Drop the run not yet taken (a seek, a new source: it finishes first, ms, and its result
+        or error is dropped) and reset the detector's own state."""
         self.wait()
         self._thread = None
         if hasattr(self.detector, "reset"):
@@ -93,70 +96,37 @@ class DeferredDetector:
         self.reset()
 
 
-class BackgroundDetector:
-    """Wraps a detector (``detector(frame_rgb) -> Detections``, optionally ``detect_near``).
+class DeferredDetector(_Runner):
+    """File mode: ``take()`` on the next frame waits for the run, so its people join on exactly
+    that frame whatever the timing; recovery runs stay inline (the estimator's ``detect_near``).
 
-    ``start(frame)`` / ``start_near(frame, centres, sides)`` begin a run when none is in flight
-    (else do nothing: the schedule slips rather than queues); ``take()`` returns the detections
-    of the run that finished since the last ``take()``, or None (``last_ms``: how long it ran).
-    A run's exception is raised by ``take()``.
+    At width 640 a NanoDet run costs ~1.5 median frames and each new person's SPPE read ~0.45
+    more; on one frame together they made the worst frames. Run inline and read a frame later,
+    the run's frame still paid for all of it (worst / median frame 2.6-3.3 over 7 runs, loaded
+    host); overlapped with that frame's SPPE and joined on the next, 2.4-2.9 (docs/roi_tracking.md).
     """
 
-    inline_recovery = False  # ``detect_near`` runs go through ``start_near``
+    inline_recovery = True
+    waits_at_take = True
+    thread_name = "rmpe-detect-next"
+
+
+class BackgroundDetector(_Runner):
+    """Real-time modes: ``take()`` returns a run only once it has finished, and recovery runs go
+    to a thread too, through ``start_near(frame, centres, sides)`` (the detector's
+    ``detect_near``)."""
+
+    inline_recovery = False
+    waits_at_take = False
+    thread_name = "rmpe-detect"
 
     def __init__(self, detector):
-        self.detector = detector
+        super().__init__(detector)
         self.name = getattr(detector, "name", "?")
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rmpe-detect")
-        self._future: Future | None = None
-        self.started = 0  # runs started (for measurement)
-        self.last_ms = 0.0  # how long the run take() returned took on its worker
-
-    @property
-    def busy(self) -> bool:
-        return self._future is not None and not self._future.done()
-
-    def start(self, frame_rgb: np.ndarray) -> None:
-        self._start(self.detector, frame_rgb)
 
     def start_near(self, frame_rgb: np.ndarray, centres: np.ndarray, sides: np.ndarray) -> None:
         self._start(self.detector.detect_near, frame_rgb, np.array(centres, copy=True),
                     np.array(sides, copy=True))
-
-    def _start(self, fn, frame_rgb, *args) -> None:
-        if self._future is not None:  # in flight, or finished and not yet taken
-            return
-        self.started += 1
-        self._future = self._pool.submit(_timed, fn, np.array(frame_rgb, copy=True), *args)
-
-    def wait(self) -> None:
-        """Until the run in flight (if any) has finished."""
-        if self._future is not None:
-            wait([self._future])
-
-    def take(self) -> Detections | None:
-        if self._future is None or not self._future.done():
-            return None
-        future, self._future = self._future, None
-        detections, self.last_ms = future.result()
-        return detections
-
-    def reset(self) -> None:
-        """Forget the run in flight (its result is dropped: a seek or a new source) and reset the
-        detector's own state once it is idle."""
-        if self._future is not None:
-            self._future.cancel()
-            try:
-                self._future.result()  # a run already started finishes first (ms)
-            except BaseException:  # its error belongs to a frame nobody wants any more
-                pass
-            self._future = None
-        if hasattr(self.detector, "reset"):
-            self.detector.reset()
-
-    def close(self) -> None:
-        self.reset()
-        self._pool.shutdown(wait=True)
 
 
 def _timed(fn, *args):
