@@ -120,10 +120,6 @@ class BackgroundDetector(_Runner):
     waits_at_take = False
     thread_name = "rmpe-detect"
 
-    def __init__(self, detector):
-        super().__init__(detector)
-        self.name = getattr(detector, "name", "?")
-
     def start_near(self, frame_rgb: np.ndarray, centres: np.ndarray, sides: np.ndarray) -> None:
         self._start(self.detector.detect_near, frame_rgb, np.array(centres, copy=True),
                     np.array(sides, copy=True))
